@@ -1,0 +1,57 @@
+// Segment-local causal attention: A_dot = softmax(QKᵀ/√d) V, in two steps.
+// `scores` writes each head's probabilities probs[h][t][s]; `weighted_values` weights V by them.
+struct Params { n: u32, n_heads: u32, head_dim: u32, scale: f32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// One invocation per (head, query).
+@compute @workgroup_size(64)
+fn scores(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.n_heads * p.n) { return; }
+    let h = i / p.n;
+    let t = i % p.n;
+    let dm = p.n_heads * p.head_dim;
+    let row = (h * p.n + t) * p.n;
+    var max_score = -3.4e38;
+    for (var s = 0u; s <= t; s++) {
+        var dot = 0.0;
+        for (var j = 0u; j < p.head_dim; j++) {
+            dot += q[t * dm + h * p.head_dim + j] * k[s * dm + h * p.head_dim + j];
+        }
+        let score = dot * p.scale;
+        probs[row + s] = score;
+        max_score = max(max_score, score);
+    }
+    var sum = 0.0;
+    for (var s = 0u; s <= t; s++) {
+        let e = exp(probs[row + s] - max_score);
+        probs[row + s] = e;
+        sum += e;
+    }
+    for (var s = 0u; s < p.n; s++) {
+        probs[row + s] = select(0.0, probs[row + s] / sum, s <= t);
+    }
+}
+
+// One invocation per output element (query, head, j).
+@compute @workgroup_size(64)
+fn weighted_values(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let dm = p.n_heads * p.head_dim;
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.n * dm) { return; }
+    let t = i / dm;
+    let c = i % dm;
+    let h = c / p.head_dim;
+    let row = (h * p.n + t) * p.n;
+    var acc = 0.0;
+    for (var s = 0u; s <= t; s++) {
+        acc += probs[row + s] * v[s * dm + c];
+    }
+    out[i] = acc;
+}

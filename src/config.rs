@@ -1,0 +1,117 @@
+//! `config.json`: every hyper-parameter of an Infini-Transformer (DESIGN.md §1–2).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How a segment is written into the compressive memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateRule {
+    /// M ← M + σ(K)ᵀ V
+    Linear,
+    /// M ← M + σ(K)ᵀ (V − σ(K) M / (σ(K) z))
+    Delta,
+}
+
+impl std::str::FromStr for UpdateRule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "linear" => Ok(Self::Linear),
+            "delta" => Ok(Self::Delta),
+            other => Err(Error::Config(format!(
+                "unknown update rule {other:?} (expected \"linear\" or \"delta\")"
+            ))),
+        }
+    }
+}
+
+/// The hyper-parameters stored beside the weights. Unknown keys are an error, so a
+/// typo never silently falls back to a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// d = d_key = d_value: M is head_dim × head_dim.
+    pub head_dim: usize,
+    /// Width of the SwiGLU hidden layer.
+    pub mlp_hidden: usize,
+    /// N: tokens per segment.
+    pub segment_len: usize,
+    pub update_rule: UpdateRule,
+    pub rope_base: f32,
+    pub norm_eps: f32,
+    /// Tokens per training sequence (informative: the engine streams any length).
+    pub train_context: usize,
+}
+
+impl Config {
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let config: Config = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("config.json: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a Config always serialises")
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("head_dim", self.head_dim),
+            ("mlp_hidden", self.mlp_hidden),
+            ("segment_len", self.segment_len),
+            ("train_context", self.train_context),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be positive")));
+            }
+        }
+        if self.n_heads * self.head_dim != self.d_model {
+            return Err(Error::Config(format!(
+                "d_model ({}) must equal n_heads ({}) × head_dim ({})",
+                self.d_model, self.n_heads, self.head_dim
+            )));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(Error::Config(format!("head_dim ({}) must be even for RoPE", self.head_dim)));
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return Err(Error::Config(format!("rope_base must be > 1, found {}", self.rope_base)));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return Err(Error::Config(format!("norm_eps must be > 0, found {}", self.norm_eps)));
+        }
+        // Token ids travel as u32 and the GPU indexes with u32.
+        if self.vocab_size > u32::MAX as usize / self.d_model {
+            return Err(Error::Config(format!("vocab_size {} is too large", self.vocab_size)));
+        }
+        Ok(())
+    }
+
+    /// Floats of compressive-memory state: L·H·(d·d + d), whatever the text length.
+    pub fn memory_floats(&self) -> usize {
+        self.n_layers * self.n_heads * (self.head_dim * self.head_dim + self.head_dim)
+    }
+
+    /// Floats a full-attention KV cache would hold for `tokens` tokens: 2·L·n·d_model.
+    pub fn kv_cache_floats(&self, tokens: usize) -> usize {
+        2 * self.n_layers * tokens * self.d_model
+    }
+
+    pub fn n_params(&self) -> usize {
+        let d = self.d_model;
+        let per_layer = 4 * d * d + self.n_heads + 2 * d + 3 * d * self.mlp_hidden;
+        self.vocab_size * d + self.n_layers * per_layer + d
+    }
+}

@@ -1,0 +1,59 @@
+//! Native choice of engine: the GPU when an adapter exists, else the CPU reference.
+
+use std::sync::Arc;
+
+use crate::gpu::{Gpu, GpuEngine, GpuModel};
+use crate::reference::Reference;
+use crate::taps::{RunOptions, Segment, SegmentOutput, Taps};
+use crate::{Error, Model};
+
+pub enum Engine {
+    Cpu(Reference),
+    Gpu(GpuEngine),
+}
+
+impl Engine {
+    /// The CPU reference when `cpu` is set, else the GPU; without an adapter it falls
+    /// back to the CPU and says why in the second value.
+    pub fn new(model: Arc<Model>, options: RunOptions, cpu: bool) -> (Self, Option<String>) {
+        if cpu {
+            return (Self::Cpu(Reference::new(model, options)), None);
+        }
+        match Self::gpu(Arc::clone(&model), options) {
+            Ok(engine) => (engine, None),
+            Err(e) => (Self::Cpu(Reference::new(model, options)), Some(format!("{e}; using the CPU reference"))),
+        }
+    }
+
+    /// The GPU engine, or an error when there is no usable adapter.
+    pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
+        let gpu = Arc::new(pollster::block_on(Gpu::new())?);
+        Ok(Self::Gpu(GpuEngine::new(GpuModel::upload(gpu, model)?, options)))
+    }
+
+    /// Which device runs the model, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cpu(_) => "CPU reference".to_string(),
+            Self::Gpu(engine) => format!("GPU: {}", engine.gpu().describe()),
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Self::Gpu(_))
+    }
+
+    pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
+        match self {
+            Self::Cpu(engine) => engine.segment(segment, taps),
+            Self::Gpu(engine) => engine.segment(segment, taps),
+        }
+    }
+
+    pub fn reset(&mut self) {
+        match self {
+            Self::Cpu(engine) => engine.reset(),
+            Self::Gpu(engine) => engine.reset(),
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! One WGSL shader per op (`shaders/*.wgsl`), compiled once per device into
+//! pipelines cached by op (each op names a shader, an entry point and its override
+//! constants), and a [`Recorder`] that collects a whole segment's dispatches and
+//! records them into one compute pass.
+//!
+//! Every kernel binds a uniform of four 32-bit words at binding 0 (its shape, in
+//! the order of its `struct Params`) and storage buffers from binding 1 on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+/// The ops of the model, each a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Embed,
+    RmsNorm,
+    Matmul,
+    /// `a · bᵀ`: the logits against the tied embedding.
+    MatmulBt,
+    Rope,
+    AttentionScores,
+    AttentionValues,
+    MemoryRead,
+    MemoryWrite,
+    GateMix,
+    SwiGlu,
+    Add,
+    Loss,
+}
+
+/// Access of each storage binding, from binding 1 on.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    ReadWrite,
+}
+use Access::{Read, ReadWrite};
+
+struct Spec {
+    source: &'static str,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+    storage: &'static [Access],
+}
+
+macro_rules! shader {
+    ($name:literal) => {
+        include_str!(concat!("../../shaders/", $name, ".wgsl"))
+    };
+    // The memory kernels share σ.
+    (sigma $name:literal) => {
+        concat!(shader!("sigma"), shader!($name))
+    };
+}
+
+impl Op {
+    fn spec(self) -> Spec {
+        let spec = |source, entry, storage| Spec { source, entry, constants: &[], storage };
+        match self {
+            Op::Embed => spec(shader!("embed"), "main", &[Read, Read, ReadWrite]),
+            Op::RmsNorm => spec(shader!("rmsnorm"), "main", &[Read, Read, ReadWrite]),
+            Op::Matmul => spec(shader!("matmul"), "main", &[Read, Read, ReadWrite]),
+            Op::MatmulBt => Spec {
+                constants: &[("TRANSPOSE_B", 1.0)],
+                ..spec(shader!("matmul"), "main", &[Read, Read, ReadWrite])
+            },
+            Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
+            Op::AttentionScores => {
+                spec(shader!("attention"), "scores", &[Read, Read, Read, ReadWrite, ReadWrite])
+            }
+            Op::AttentionValues => {
+                spec(shader!("attention"), "weighted_values", &[Read, Read, Read, ReadWrite, ReadWrite])
+            }
+            Op::MemoryRead => spec(shader!(sigma "memory_read"), "main", &[Read, Read, Read, ReadWrite]),
+            Op::MemoryWrite => {
+                spec(shader!(sigma "memory_write"), "main", &[Read, Read, Read, ReadWrite, ReadWrite])
+            }
+            Op::GateMix => spec(shader!("gate_mix"), "main", &[Read, Read, Read, ReadWrite, ReadWrite]),
+            Op::SwiGlu => spec(shader!("swiglu"), "main", &[Read, Read, ReadWrite]),
+            Op::Add => spec(shader!("add"), "main", &[ReadWrite, Read]),
+            Op::Loss => spec(shader!("loss"), "main", &[Read, Read, ReadWrite, ReadWrite]),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// The compiled kernels of one device.
+pub struct Kernels {
+    device: wgpu::Device,
+    pipelines: Mutex<HashMap<Op, Pipeline>>,
+}
+
+/// Bytes between two ops' parameters in the per-segment uniform buffer (the
+/// WebGPU minimum for `minUniformBufferOffsetAlignment`).
+const PARAMS_STRIDE: u64 = 256;
+const PARAMS_SIZE: u64 = 16;
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device) -> Self {
+        Self { device: device.clone(), pipelines: Mutex::new(HashMap::new()) }
+    }
+
+    fn pipeline(&self, op: Op) -> Pipeline {
+        let mut cache = self.pipelines.lock().unwrap();
+        cache.entry(op).or_insert_with(|| self.compile(op)).clone()
+    }
+
+    fn compile(&self, op: Op) -> Pipeline {
+        let spec = op.spec();
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in spec.storage.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: matches!(access, Read) },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let label = format!("{op:?}");
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: spec.constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        Pipeline { pipeline, layout }
+    }
+}
+
+struct Dispatch<'a> {
+    op: Op,
+    buffers: Vec<&'a wgpu::Buffer>,
+    workgroups: [u32; 3],
+}
+
+/// Collects dispatches, then records them in order into one compute pass; their
+/// parameters travel in one uniform buffer. wgpu orders storage accesses between
+/// the dispatches of a pass, so each op sees the previous one's results.
+pub struct Recorder<'a> {
+    kernels: &'a Kernels,
+    params: Vec<u8>,
+    dispatches: Vec<Dispatch<'a>>,
+}
+
+/// Workgroups for `count` invocations of a 64-wide kernel (or `count` rows of a
+/// one-workgroup-per-row kernel with `per_group = 1`), spread over x and y so no
+/// dimension exceeds the WebGPU limit of 65535.
+fn groups(count: u32, per_group: u32) -> [u32; 3] {
+    let total = count.div_ceil(per_group).max(1);
+    let x = total.min(65535);
+    [x, total.div_ceil(x), 1]
+}
+
+fn u(value: usize) -> u32 {
+    u32::try_from(value).expect("GPU sizes fit in 32 bits")
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(kernels: &'a Kernels) -> Self {
+        Self { kernels, params: Vec::new(), dispatches: Vec::new() }
+    }
+
+    /// Number of dispatches recorded so far.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+
+    fn dispatch(&mut self, op: Op, params: [u32; 4], buffers: &[&'a wgpu::Buffer], workgroups: [u32; 3]) {
+        debug_assert_eq!(buffers.len(), op.spec().storage.len(), "{op:?} bindings");
+        self.params.extend_from_slice(bytemuck::cast_slice(&params));
+        self.params.resize(self.dispatches.len() * PARAMS_STRIDE as usize + PARAMS_STRIDE as usize, 0);
+        self.dispatches.push(Dispatch { op, buffers: buffers.to_vec(), workgroups });
+    }
+
+    /// Records every collected dispatch into `encoder`.
+    pub fn finish(self, encoder: &mut wgpu::CommandEncoder) {
+        if self.dispatches.is_empty() {
+            return;
+        }
+        let device = &self.kernels.device;
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("op params"),
+            contents: &self.params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let prepared: Vec<(Pipeline, wgpu::BindGroup, [u32; 3])> = self
+            .dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let pipeline = self.kernels.pipeline(d.op);
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset: i as u64 * PARAMS_STRIDE,
+                        size: wgpu::BufferSize::new(PARAMS_SIZE),
+                    }),
+                }];
+                for (b, buffer) in d.buffers.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: b as u32 + 1,
+                        resource: buffer.as_entire_binding(),
+                    });
+                }
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                });
+                (pipeline, bind_group, d.workgroups)
+            })
+            .collect();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        for (pipeline, bind_group, [x, y, z]) in &prepared {
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, *z);
+        }
+    }
+
+    /// x[t] = table[tokens[t]] for n tokens of width d_model.
+    pub fn embed(&mut self, tokens: &'a wgpu::Buffer, table: &'a wgpu::Buffer, x: &'a wgpu::Buffer, n: usize, d_model: usize) {
+        self.dispatch(Op::Embed, [u(n), u(d_model), 0, 0], &[tokens, table, x], groups(u(n * d_model), 64));
+    }
+
+    pub fn rmsnorm(&mut self, x: &'a wgpu::Buffer, w: &'a wgpu::Buffer, y: &'a wgpu::Buffer, rows: usize, cols: usize, eps: f32) {
+        self.dispatch(Op::RmsNorm, [u(rows), u(cols), eps.to_bits(), 0], &[x, w, y], groups(u(rows), 1));
+    }
+
+    /// c = a [m×k] · b [k×n].
+    pub fn matmul(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
+        let tiles = [u(n).div_ceil(16), u(m).div_ceil(16), 1];
+        self.dispatch(Op::Matmul, [u(m), u(k), u(n), 0], &[a, b, c], tiles);
+    }
+
+    /// c = a [m×k] · bᵀ with b stored [n×k].
+    pub fn matmul_bt(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
+        let tiles = [u(n).div_ceil(16), u(m).div_ceil(16), 1];
+        self.dispatch(Op::MatmulBt, [u(m), u(k), u(n), 0], &[a, b, c], tiles);
+    }
+
+    pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, n: usize, n_heads: usize, head_dim: usize, base: f32) {
+        let count = u(n * n_heads * head_dim / 2);
+        self.dispatch(Op::Rope, [u(n), u(n_heads), u(head_dim), base.to_bits()], &[x, y], groups(count, 64));
+    }
+
+    /// Causal attention within the segment; `probs` holds n_heads·n·n scratch floats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        q: &'a wgpu::Buffer,
+        k: &'a wgpu::Buffer,
+        v: &'a wgpu::Buffer,
+        probs: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        n: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) {
+        let params = [u(n), u(n_heads), u(head_dim), (1.0 / (head_dim as f32).sqrt()).to_bits()];
+        let buffers = [q, k, v, probs, out];
+        self.dispatch(Op::AttentionScores, params, &buffers, groups(u(n_heads * n), 64));
+        self.dispatch(Op::AttentionValues, params, &buffers, groups(u(n * n_heads * head_dim), 64));
+    }
+
+    /// A_mem = σ(q) M / (σ(q) z), or zeros when `has_memory` is false.
+    #[allow(clippy::too_many_arguments)]
+    pub fn memory_read(
+        &mut self,
+        q: &'a wgpu::Buffer,
+        m: &'a wgpu::Buffer,
+        z: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        n: usize,
+        n_heads: usize,
+        head_dim: usize,
+        has_memory: bool,
+    ) {
+        let params = [u(n), u(n_heads), u(head_dim), has_memory as u32];
+        self.dispatch(Op::MemoryRead, params, &[q, m, z, out], groups(u(n * n_heads * head_dim), 64));
+    }
+
+    /// M += σ(K)ᵀ(V − R) and z += Σσ(K); R (the delta rule's retrieval) is only read
+    /// when `delta` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn memory_write(
+        &mut self,
+        k: &'a wgpu::Buffer,
+        v: &'a wgpu::Buffer,
+        retrieved: &'a wgpu::Buffer,
+        m: &'a wgpu::Buffer,
+        z: &'a wgpu::Buffer,
+        n: usize,
+        n_heads: usize,
+        head_dim: usize,
+        delta: bool,
+    ) {
+        let params = [u(n), u(n_heads), u(head_dim), delta as u32];
+        let cells = u(n_heads * head_dim * head_dim);
+        self.dispatch(Op::MemoryWrite, params, &[k, v, retrieved, m, z], groups(cells, 64));
+    }
+
+    /// A = g·A_mem + (1−g)·A_dot; memory shares go to `share[share_offset..][t][head]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_mix(
+        &mut self,
+        a_mem: &'a wgpu::Buffer,
+        a_dot: &'a wgpu::Buffer,
+        beta: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        share: &'a wgpu::Buffer,
+        share_offset: usize,
+        n: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) {
+        let params = [u(n), u(n_heads), u(head_dim), u(share_offset)];
+        self.dispatch(Op::GateMix, params, &[a_mem, a_dot, beta, out, share], groups(u(n * n_heads), 64));
+    }
+
+    pub fn swiglu(&mut self, gate: &'a wgpu::Buffer, up: &'a wgpu::Buffer, out: &'a wgpu::Buffer, len: usize) {
+        self.dispatch(Op::SwiGlu, [u(len), 0, 0, 0], &[gate, up, out], groups(u(len), 64));
+    }
+
+    /// x += y.
+    pub fn add(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, len: usize) {
+        self.dispatch(Op::Add, [u(len), 0, 0, 0], &[x, y], groups(u(len), 64));
+    }
+
+    /// Argmax of each of n rows, and the cross-entropy of the first n_targets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss(
+        &mut self,
+        logits: &'a wgpu::Buffer,
+        targets: &'a wgpu::Buffer,
+        loss: &'a wgpu::Buffer,
+        argmax: &'a wgpu::Buffer,
+        n: usize,
+        n_targets: usize,
+        vocab: usize,
+    ) {
+        let params = [u(n), u(n_targets), u(vocab), 0];
+        self.dispatch(Op::Loss, params, &[logits, targets, loss, argmax], groups(u(n), 1));
+    }
+}

@@ -1,0 +1,41 @@
+//! infiniscope: Infini-attention (arXiv 2404.07143) made visible.
+//!
+//! Data flows one way: text → tokens ([`tokenizer`]) → segments ([`segment`]) →
+//! layers ([`reference`] on the CPU, [`gpu`] on WebGPU/Vulkan/Metal/DX12) → taps
+//! ([`taps`]) → whatever draws them (the CLI, the web page).
+
+pub mod config;
+pub mod gate;
+pub mod gpu;
+pub mod model;
+pub mod reference;
+pub mod segment;
+pub mod taps;
+pub mod tokenizer;
+pub mod weights;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod engine;
+
+pub use config::{Config, UpdateRule};
+pub use model::Model;
+pub use taps::{MemoryMode, RunOptions, SegmentOutput, Taps};
+
+/// Every failure the library reports: each carries a message meant for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("invalid weights: {0}")]
+    Weights(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("text: {0}")]
+    Text(String),
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

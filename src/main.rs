@@ -1,0 +1,486 @@
+//! `infiniscope`: evaluate, generate and benchmark an Infini-Transformer natively.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use infiniscope::engine::Engine;
+use infiniscope::gate::{HeadKind, LOCAL_BELOW, MEMORY_ABOVE};
+use infiniscope::segment::Segmenter;
+use infiniscope::taps::{Segment, Taps};
+use infiniscope::tokenizer::TextChunks;
+use infiniscope::weights::StoredDtype;
+use infiniscope::{Error, MemoryMode, Model, RunOptions, UpdateRule};
+
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/random-tiny");
+const DEFAULT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt");
+/// Text is read and tokenized in pieces of this size, so any length streams.
+const CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Parser)]
+#[command(name = "infiniscope", version, about = "Infini-attention made visible: run an Infini-Transformer on a long text")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Rule {
+    Linear,
+    Delta,
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Run on the CPU reference instead of a GPU adapter.
+    #[arg(long)]
+    cpu: bool,
+    /// Memory read on, or off (the read returns 0: the local-only baseline).
+    #[arg(long, value_enum, default_value = "on")]
+    memory: Switch,
+    /// Memory update rule; default: the one the model was trained with.
+    #[arg(long, value_enum)]
+    rule: Option<Rule>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-segment loss and perplexity, the gate table and the memory footprint.
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// UTF-8 text file; read in pieces, so it may be larger than memory.
+        #[arg(long, default_value = DEFAULT_TEXT)]
+        text: PathBuf,
+        /// Stop after this many tokens.
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a prompt.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        prompt_file: PathBuf,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// 0 picks the most likely token every time.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Tokens per second of the GPU engine and the CPU reference on the same text.
+    Bench {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long, default_value = DEFAULT_TEXT)]
+        text: PathBuf,
+        /// Tokens to run through each engine.
+        #[arg(long, default_value_t = 2048)]
+        tokens: usize,
+    },
+    /// Write a model with deterministic random weights and a BPE trained on a text.
+    RandomModel {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Text the tokenizer is trained on.
+        #[arg(long, default_value = DEFAULT_TEXT)]
+        text: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Eval { model, text, max_tokens, json } => eval(&model, &text, max_tokens, json),
+        Command::Generate { model, prompt_file, tokens, temperature, seed } => {
+            generate(&model, &prompt_file, tokens, temperature, seed)
+        }
+        Command::Bench { model, text, tokens } => bench(&model, &text, tokens),
+        Command::RandomModel { out, seed, text } => {
+            let text = read_text(&text)?;
+            let model = Model::random(infiniscope::model::tiny_config(), seed, &text)?;
+            model.save(&out, StoredDtype::F32)?;
+            println!("wrote {} ({} parameters)", out.display(), model.config.n_params());
+            Ok(())
+        }
+    }
+}
+
+fn load(args: &ModelArgs) -> Result<(Arc<Model>, RunOptions), Error> {
+    let model = Model::load(&args.model)?;
+    let mut options = RunOptions::for_config(&model.config);
+    if let Some(rule) = args.rule {
+        options.update_rule = match rule {
+            Rule::Linear => UpdateRule::Linear,
+            Rule::Delta => UpdateRule::Delta,
+        };
+    }
+    if let Switch::Off = args.memory {
+        options.memory = MemoryMode::Off;
+    }
+    Ok((Arc::new(model), options))
+}
+
+fn open(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// A small text read whole (prompts, tokenizer training), with the same UTF-8 check.
+fn read_text(path: &Path) -> Result<String, Error> {
+    TextChunks::new(BufReader::new(open(path)?), CHUNK_BYTES).collect()
+}
+
+fn engine(model: &Arc<Model>, options: RunOptions, cpu: bool) -> Engine {
+    let (engine, note) = Engine::new(Arc::clone(model), options, cpu);
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    engine
+}
+
+fn describe(model: &Model, options: &RunOptions) -> String {
+    let c = &model.config;
+    format!(
+        "{} layers × {} heads, d = {}, segments of {} tokens, {:?} rule, {:?} weights, {} parameters; memory {}",
+        c.n_layers,
+        c.n_heads,
+        c.head_dim,
+        c.segment_len,
+        options.update_rule,
+        model.stored_dtype,
+        c.n_params(),
+        if options.memory == MemoryMode::On { "on" } else { "off (read returns 0)" },
+    )
+}
+
+struct SegmentResult {
+    index: usize,
+    tokens: usize,
+    /// Positions whose next token is known: the loss is their mean.
+    targets: usize,
+    loss: Option<f32>,
+}
+
+fn eval(args: &ModelArgs, path: &Path, max_tokens: Option<usize>, as_json: bool) -> Result<(), Error> {
+    let (model, options) = load(args)?;
+    let c = &model.config;
+    let mut engine = engine(&model, options, args.cpu);
+    let file = open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").expect("a valid template"),
+    );
+    let limit = max_tokens.unwrap_or(usize::MAX);
+    let taps = Taps { loss: true, memory_share: true, ..Taps::default() };
+    let (l, h) = (c.n_layers, c.n_heads);
+    let mut share_sum = vec![0.0f64; l * h];
+    let mut results = Vec::new();
+    let mut n_tokens = 0usize;
+    let mut run = |segment: Segment, engine: &mut Engine| -> Result<(), Error> {
+        let out = engine.segment(&segment, taps)?;
+        let share = out.memory_share.as_ref().expect("share tapped");
+        for (i, s) in share.iter().enumerate() {
+            // share is [layer][t][head]
+            let (layer, head) = (i / (segment.tokens.len() * h), i % h);
+            share_sum[layer * h + head] += *s as f64;
+        }
+        results.push(SegmentResult {
+            index: segment.index,
+            tokens: segment.tokens.len(),
+            targets: segment.targets.len(),
+            loss: out.mean_loss(),
+        });
+        Ok(())
+    };
+    let mut segmenter = Segmenter::new(c.segment_len);
+    let mut chunks = TextChunks::new(BufReader::new(file), CHUNK_BYTES);
+    while n_tokens < limit {
+        let Some(chunk) = chunks.next().transpose()? else { break };
+        let mut tokens = model.tokenizer.encode(&chunk)?;
+        tokens.truncate(limit - n_tokens);
+        n_tokens += tokens.len();
+        for segment in segmenter.push(&tokens) {
+            progress.set_message(format!("segment {}", segment.index));
+            run(segment, &mut engine)?;
+        }
+        progress.set_position(chunks.consumed);
+    }
+    if n_tokens < 2 {
+        progress.finish_and_clear();
+        return Err(Error::Text(if n_tokens == 0 {
+            format!("{} is empty: nothing to evaluate", path.display())
+        } else {
+            format!("{} is a single token: evaluating needs at least two (a token and the one it predicts)", path.display())
+        }));
+    }
+    if let Some(segment) = segmenter.finish() {
+        run(segment, &mut engine)?;
+    }
+    progress.finish_and_clear();
+    report(&model, &options, &engine, path, n_tokens, &results, &share_sum, as_json);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    model: &Model,
+    options: &RunOptions,
+    engine: &Engine,
+    path: &Path,
+    n_tokens: usize,
+    results: &[SegmentResult],
+    share_sum: &[f64],
+    as_json: bool,
+) {
+    let c = &model.config;
+    let predicted = n_tokens - 1;
+    let total_loss: f64 = results
+        .iter()
+        .filter_map(|r| r.loss.map(|loss| loss as f64 * r.targets as f64))
+        .sum();
+    let mean_loss = total_loss / predicted as f64;
+    let gates = model.gates();
+    let mean_share: Vec<f64> = share_sum.iter().map(|s| s / n_tokens as f64).collect();
+    let memory_bytes = c.memory_floats() * 4;
+    let kv_bytes = c.kv_cache_floats(n_tokens) * 4;
+    if as_json {
+        let segments: Vec<_> = results
+            .iter()
+            .map(|r| json!({"index": r.index, "tokens": r.tokens, "loss": r.loss, "perplexity": r.loss.map(f32::exp)}))
+            .collect();
+        let heads: Vec<Vec<_>> = gates
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| {
+                layer
+                    .iter()
+                    .enumerate()
+                    .map(|(h, &g)| {
+                        json!({"gate": g, "kind": HeadKind::of_gate(g).label(), "memory_share": mean_share[l * c.n_heads + h]})
+                    })
+                    .collect()
+            })
+            .collect();
+        let out = json!({
+            "model": describe(model, options),
+            "engine": engine.describe(),
+            "memory": options.memory == MemoryMode::On,
+            "update_rule": options.update_rule,
+            "text": path.display().to_string(),
+            "tokens": n_tokens,
+            "loss": mean_loss,
+            "perplexity": mean_loss.exp(),
+            "segments": segments,
+            "heads": heads,
+            "thresholds": {"local_below": LOCAL_BELOW, "memory_above": MEMORY_ABOVE},
+            "memory_bytes": memory_bytes,
+            "kv_cache_bytes": kv_bytes,
+            "compression": kv_bytes as f64 / memory_bytes as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialise"));
+        return;
+    }
+    println!("model: {}", describe(model, options));
+    println!("engine: {}", engine.describe());
+    println!("text: {} → {n_tokens} tokens in {} segments", path.display(), results.len());
+    println!();
+    println!("{:>8} {:>7} {:>8} {:>10}", "segment", "tokens", "loss", "perplexity");
+    // Long texts: at most 40 rows, each the token-weighted mean of consecutive segments.
+    let per_row = results.len().div_ceil(40);
+    for rows in results.chunks(per_row) {
+        let (first, last) = (rows[0].index, rows[rows.len() - 1].index);
+        let label = if first == last { first.to_string() } else { format!("{first}-{last}") };
+        let tokens: usize = rows.iter().map(|r| r.tokens).sum();
+        let scored: Vec<(f32, usize)> = rows.iter().filter_map(|r| r.loss.map(|l| (l, r.targets))).collect();
+        let weight: usize = scored.iter().map(|(_, t)| t).sum();
+        if weight == 0 {
+            println!("{label:>8} {tokens:>7} {:>8} {:>10}", "-", "-");
+            continue;
+        }
+        let loss = scored.iter().map(|(l, t)| l * *t as f32).sum::<f32>() / weight as f32;
+        println!("{label:>8} {tokens:>7} {loss:>8.4} {:>10.2}", loss.exp());
+    }
+    println!("overall: loss {mean_loss:.4} nats, perplexity {:.2} over {predicted} predicted tokens", mean_loss.exp());
+    println!();
+    println!("gates g = sigmoid(β) and mean memory share per head ({} if g < {LOCAL_BELOW}, {} if g > {MEMORY_ABOVE}, else {}):",
+        HeadKind::SpecializedLocal.label(), HeadKind::SpecializedMemory.label(), HeadKind::Mixer.label());
+    let mut counts = [0usize; 3];
+    for (l, layer) in gates.iter().enumerate() {
+        let cells: Vec<String> = layer
+            .iter()
+            .enumerate()
+            .map(|(h, &g)| {
+                let kind = HeadKind::of_gate(g);
+                counts[kind as usize] += 1;
+                format!("{g:.3} {:<18} share {:.3}", kind.label(), mean_share[l * c.n_heads + h])
+            })
+            .collect();
+        println!("  layer {l}: {}", cells.join(" | "));
+    }
+    println!(
+        "  {} specialized-local, {} mixer, {} specialized-memory",
+        counts[HeadKind::SpecializedLocal as usize],
+        counts[HeadKind::Mixer as usize],
+        counts[HeadKind::SpecializedMemory as usize]
+    );
+    println!();
+    println!(
+        "memory state: {} (constant); a KV cache for {n_tokens} tokens: {}; {:.1}× smaller",
+        bytes(memory_bytes),
+        bytes(kv_bytes),
+        kv_bytes as f64 / memory_bytes as f64
+    );
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn generate(args: &ModelArgs, prompt: &Path, count: usize, temperature: f32, seed: u64) -> Result<(), Error> {
+    let (model, options) = load(args)?;
+    let n = model.config.segment_len;
+    let prompt_text = read_text(prompt)?;
+    let mut context = model.tokenizer.encode(&prompt_text)?;
+    if context.is_empty() {
+        return Err(Error::Text(format!("{} is empty: nothing to continue", prompt.display())));
+    }
+    let mut engine = engine(&model, options, args.cpu);
+    eprintln!("engine: {}", engine.describe());
+    // Full segments of the prompt go into memory; the rest is the open segment.
+    let mut index = 0;
+    while context.len() > n {
+        let rest = context.split_off(n);
+        engine.segment(&Segment { index, tokens: context, targets: Vec::new(), commit: true }, Taps::default())?;
+        context = rest;
+        index += 1;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut generated = Vec::new();
+    let mut printed = String::new();
+    let mut stdout = std::io::stdout();
+    for _ in 0..count {
+        // The open segment is re-run as it grows, and written to memory once full.
+        let commit = context.len() == n;
+        let segment = Segment { index, tokens: context.clone(), targets: Vec::new(), commit };
+        let out = engine.segment(&segment, Taps { logits: true, ..Taps::default() })?;
+        let logits = out.logits.expect("logits tapped");
+        let last = &logits[(context.len() - 1) * model.config.vocab_size..];
+        let next = sample(last, temperature, &mut rng);
+        if commit {
+            context.clear();
+            index += 1;
+        }
+        context.push(next);
+        generated.push(next);
+        let text = model.tokenizer.decode(&generated)?;
+        // Byte-level BPE can split a character over tokens: print only whole ones.
+        if let Some(new) = text.strip_prefix(printed.as_str()).filter(|s| !s.ends_with('\u{fffd}')) {
+            print!("{new}");
+            let _ = stdout.flush();
+            printed = text;
+        }
+    }
+    println!();
+    Ok(())
+}
+
+fn sample(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if temperature <= 0.0 {
+        return logits.iter().position(|&v| v == max).unwrap_or(0) as u32;
+    }
+    let weights: Vec<f32> = logits.iter().map(|v| ((v - max) / temperature).exp()).collect();
+    let mut pick = rng.random::<f32>() * weights.iter().sum::<f32>();
+    for (i, w) in weights.iter().enumerate() {
+        pick -= w;
+        if pick <= 0.0 {
+            return i as u32;
+        }
+    }
+    (weights.len() - 1) as u32
+}
+
+fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
+    let model = Arc::new(Model::load(model_dir)?);
+    let options = RunOptions::for_config(&model.config);
+    let file = open(path)?;
+    let mut tokens = Vec::new();
+    for chunk in TextChunks::new(BufReader::new(file), CHUNK_BYTES) {
+        tokens.extend(model.tokenizer.encode(&chunk?)?);
+        if tokens.len() >= count {
+            break;
+        }
+    }
+    tokens.truncate(count);
+    if tokens.len() < 2 {
+        return Err(Error::Text(format!("{} has fewer than two tokens", path.display())));
+    }
+    let segments = infiniscope::segment::segments(&tokens, model.config.segment_len);
+    let taps = Taps { loss: true, ..Taps::default() };
+    println!("model: {}", describe(&model, &options));
+    println!("text: {} tokens of {} in {} segments", tokens.len(), path.display(), segments.len());
+    let mut rows = Vec::new();
+    for mut engine in [Engine::gpu(Arc::clone(&model), options)?, Engine::new(Arc::clone(&model), options, true).0] {
+        // One untimed segment compiles the GPU pipelines.
+        engine.segment(&segments[0], taps)?;
+        engine.reset();
+        let start = Instant::now();
+        let mut loss = 0.0;
+        for segment in &segments {
+            loss += engine.segment(segment, taps)?.mean_loss().unwrap_or(0.0) * segment.targets.len() as f32;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let rate = tokens.len() as f64 / seconds;
+        println!("{:<60} {:>9.3} s {:>10.1} tokens/s   loss {:.4}", engine.describe(), seconds, rate, loss / (tokens.len() - 1) as f32);
+        if let Engine::Gpu(gpu) = &engine {
+            println!(
+                "{:<60} {} dispatches and 1 submission per segment of {} tokens",
+                "",
+                gpu.dispatches_per_segment(model.config.segment_len, true),
+                model.config.segment_len
+            );
+        }
+        rows.push(rate);
+    }
+    println!("GPU / CPU tokens/s ratio: {:.3}", rows[0] / rows[1]);
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Taps: what a caller asks to read out of a segment's forward pass, and what it
+//! gets back. The CPU reference and the GPU engine fill the same struct, so whatever
+//! draws the state reads it out of the one engine that runs the model.
+
+use crate::UpdateRule;
+
+/// Whether the memory read feeds the output. `Off` makes the read return 0 (the
+/// first segment's view, DESIGN.md §1); memory is still written, so its state
+/// can be shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryMode {
+    On,
+    Off,
+}
+
+/// How to run a model: by default as trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    pub update_rule: UpdateRule,
+    pub memory: MemoryMode,
+}
+
+impl RunOptions {
+    pub fn for_config(config: &crate::Config) -> Self {
+        Self { update_rule: config.update_rule, memory: MemoryMode::On }
+    }
+}
+
+/// What to read back after a segment. Loss and argmax are cheap; logits
+/// (n × vocab) and the memory state (L·H·d·d floats) are not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taps {
+    pub logits: bool,
+    pub loss: bool,
+    pub memory: bool,
+    pub memory_share: bool,
+}
+
+impl Taps {
+    pub const ALL: Taps = Taps { logits: true, loss: true, memory: true, memory_share: true };
+}
+
+/// One segment's input: its tokens and, for as many leading positions as are known,
+/// the next token of the text (the target of the loss).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Position of this segment in the text: 0 for the first.
+    pub index: usize,
+    pub tokens: Vec<u32>,
+    /// `targets[t]` is the token after `tokens[t]`; shorter than `tokens` at the end of a text.
+    pub targets: Vec<u32>,
+    /// Write this segment into memory. `false` evaluates a partial segment (while
+    /// generating) without changing the state.
+    pub commit: bool,
+}
+
+/// M and z of one layer: `m` is `[head][i][j]` (H·d·d), `z` is `[head][i]` (H·d).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerMemory {
+    pub m: Vec<f32>,
+    pub z: Vec<f32>,
+}
+
+impl LayerMemory {
+    pub fn zeros(heads: usize, head_dim: usize) -> Self {
+        Self { m: vec![0.0; heads * head_dim * head_dim], z: vec![0.0; heads * head_dim] }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SegmentOutput {
+    pub n_tokens: usize,
+    /// `[t][vocab]`
+    pub logits: Option<Vec<f32>>,
+    /// Cross-entropy of each position that has a target, in nats.
+    pub loss: Option<Vec<f32>>,
+    /// The most likely next token at every position.
+    pub argmax: Option<Vec<u32>>,
+    /// After this segment's write, one per layer.
+    pub memory: Option<Vec<LayerMemory>>,
+    /// `[layer][t][head]`: g‖A_mem‖ / (g‖A_mem‖ + (1−g)‖A_dot‖).
+    pub memory_share: Option<Vec<f32>>,
+}
+
+impl SegmentOutput {
+    /// Mean loss over the positions that have a target, if any.
+    pub fn mean_loss(&self) -> Option<f32> {
+        let loss = self.loss.as_ref()?;
+        (!loss.is_empty()).then(|| loss.iter().sum::<f32>() / loss.len() as f32)
+    }
+}

@@ -1,0 +1,165 @@
+//! Text → tokens: the model's byte-level BPE (`tokenizer.json`, HuggingFace
+//! `tokenizers` format), and a reader that streams a text of any size in chunks.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::{ModelWrapper, TrainerWrapper};
+use tokenizers::{DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::TokenizerBuilder;
+
+use crate::Error;
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    pub fn from_bytes(json: &[u8]) -> Result<Self, Error> {
+        let inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not readable: {e}")))?;
+        Ok(Self { inner })
+    }
+
+    pub fn to_json(&self) -> Result<String, Error> {
+        self.inner.to_string(false).map_err(tok_err)
+    }
+
+    /// Ids run from 0 to `vocab_size() - 1`.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
+        Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, Error> {
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    /// Trains a byte-level BPE with `vocab_size` entries on `texts`. Digits are split
+    /// into single tokens first, so numbers (pass keys) are spelled digit by digit.
+    pub fn train<I, S>(texts: I, vocab_size: usize) -> Result<Self, Error>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
+        let pre_tokenizer = Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::default().add_prefix_space(false).into(),
+        ]);
+        let mut tokenizer = TokenizerBuilder::<
+            ModelWrapper,
+            NormalizerWrapper,
+            PreTokenizerWrapper,
+            PostProcessorWrapper,
+            DecoderWrapper,
+        >::new()
+            .with_model(BPE::default().into())
+            .with_pre_tokenizer(Some(pre_tokenizer.into()))
+            .with_decoder(Some(ByteLevel::default().into()))
+            .build()
+            .map_err(tok_err)?;
+        let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .initial_alphabet(alphabet)
+            .show_progress(false)
+            .build()
+            .into();
+        tokenizer.train(&mut trainer, texts).map_err(tok_err)?;
+        let inner: tokenizers::Tokenizer = tokenizer.into();
+        Ok(Self { inner })
+    }
+}
+
+/// Reads UTF-8 text in chunks of about `chunk_bytes`, so a text larger than memory is
+/// never held whole. Chunks end just before a single space between two non-space
+/// characters, where byte-level BPE starts a new word anyway, so tokenizing chunk by
+/// chunk gives the same tokens as tokenizing the whole text.
+pub struct TextChunks<R> {
+    reader: R,
+    chunk_bytes: usize,
+    pending: Vec<u8>,
+    /// Bytes of the input handed out so far (for error messages and progress).
+    pub consumed: u64,
+    eof: bool,
+}
+
+impl<R: Read> TextChunks<R> {
+    pub fn new(reader: R, chunk_bytes: usize) -> Self {
+        Self { reader, chunk_bytes: chunk_bytes.max(16), pending: Vec::new(), consumed: 0, eof: false }
+    }
+
+    fn fill(&mut self) -> Result<(), Error> {
+        let mut buf = vec![0u8; self.chunk_bytes];
+        while !self.eof && self.pending.len() < self.chunk_bytes {
+            let n = self
+                .reader
+                .read(&mut buf)
+                .map_err(|e| Error::Text(format!("reading the text failed: {e}")))?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<String>, Error> {
+        self.fill()?;
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // An incomplete character at the very end continues in the next read.
+            Err(e) if e.error_len().is_none() && !self.eof => e.valid_up_to(),
+            Err(e) => {
+                return Err(Error::Text(format!(
+                    "invalid UTF-8 at byte {}: infiniscope reads UTF-8 text",
+                    self.consumed + e.valid_up_to() as u64
+                )))
+            }
+        };
+        let text = std::str::from_utf8(&self.pending[..valid]).expect("validated above");
+        let cut = if self.eof && valid == self.pending.len() {
+            valid
+        } else {
+            word_boundary(text).unwrap_or(valid)
+        };
+        if cut == 0 {
+            // Fewer bytes than one character: read more.
+            self.chunk_bytes *= 2;
+            return self.next_chunk();
+        }
+        let chunk = String::from_utf8(self.pending.drain(..cut).collect()).expect("validated");
+        self.consumed += cut as u64;
+        Ok(Some(chunk))
+    }
+}
+
+/// The last byte offset in `text` that holds a space between two non-whitespace
+/// characters, if any.
+fn word_boundary(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (1..bytes.len().saturating_sub(1)).rev().find(|&i| {
+        bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace() && !bytes[i + 1].is_ascii_whitespace()
+    })
+}
+
+impl<R: Read> Iterator for TextChunks<R> {
+    type Item = Result<String, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
+}

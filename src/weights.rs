@@ -1,0 +1,246 @@
+//! `model.safetensors`: the tensors of a model, their names and shapes (the one
+//! place they are listed), loading with validation, saving, and deterministic
+//! random initialisation for test models.
+//!
+//! Matrices are stored `[in, out]`, row-major: a projection is `y = x · W`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+use crate::{Config, Error};
+
+/// One layer's tensors; the field names are the tensor names after `layers.{l}.`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>,
+    pub wq: Vec<f32>,
+    pub wk: Vec<f32>,
+    pub wv: Vec<f32>,
+    pub wo: Vec<f32>,
+    /// β, one scalar per head: the gate is sigmoid(β).
+    pub beta: Vec<f32>,
+    pub mlp_norm: Vec<f32>,
+    pub w_gate: Vec<f32>,
+    pub w_up: Vec<f32>,
+    pub w_down: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Weights {
+    /// `[vocab, d_model]`, also the output projection (tied).
+    pub embed: Vec<f32>,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Vec<f32>,
+}
+
+/// Element type of the stored file; the engine computes in f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredDtype {
+    F32,
+    F16,
+}
+
+const LAYER_TENSORS: [&str; 10] = [
+    "attn_norm", "wq", "wk", "wv", "wo", "beta", "mlp_norm", "w_gate", "w_up", "w_down",
+];
+
+fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
+    let (d, f) = (config.d_model, config.mlp_hidden);
+    match name {
+        "attn_norm" | "mlp_norm" => vec![d],
+        "wq" | "wk" | "wv" | "wo" => vec![d, d],
+        "beta" => vec![config.n_heads],
+        "w_gate" | "w_up" => vec![d, f],
+        "w_down" => vec![f, d],
+        _ => unreachable!("{name} is not in LAYER_TENSORS"),
+    }
+}
+
+/// Every tensor of a model with this config: (name, shape), in file order.
+pub fn tensor_specs(config: &Config) -> Vec<(String, Vec<usize>)> {
+    let mut specs = vec![("embed".to_string(), vec![config.vocab_size, config.d_model])];
+    for l in 0..config.n_layers {
+        for name in LAYER_TENSORS {
+            specs.push((format!("layers.{l}.{name}"), layer_shape(config, name)));
+        }
+    }
+    specs.push(("final_norm".to_string(), vec![config.d_model]));
+    specs
+}
+
+impl LayerWeights {
+    fn get(&self, name: &str) -> &Vec<f32> {
+        match name {
+            "attn_norm" => &self.attn_norm,
+            "wq" => &self.wq,
+            "wk" => &self.wk,
+            "wv" => &self.wv,
+            "wo" => &self.wo,
+            "beta" => &self.beta,
+            "mlp_norm" => &self.mlp_norm,
+            "w_gate" => &self.w_gate,
+            "w_up" => &self.w_up,
+            "w_down" => &self.w_down,
+            _ => unreachable!("{name} is not in LAYER_TENSORS"),
+        }
+    }
+
+    /// Builds a layer by asking `take` for each tensor by its short name.
+    fn build(mut take: impl FnMut(&str) -> Result<Vec<f32>, Error>) -> Result<Self, Error> {
+        Ok(Self {
+            attn_norm: take("attn_norm")?,
+            wq: take("wq")?,
+            wk: take("wk")?,
+            wv: take("wv")?,
+            wo: take("wo")?,
+            beta: take("beta")?,
+            mlp_norm: take("mlp_norm")?,
+            w_gate: take("w_gate")?,
+            w_up: take("w_up")?,
+            w_down: take("w_down")?,
+        })
+    }
+}
+
+impl Weights {
+    /// The tensor called `name` (as listed by [`tensor_specs`]).
+    pub fn tensor(&self, name: &str) -> &[f32] {
+        match name {
+            "embed" => &self.embed,
+            "final_norm" => &self.final_norm,
+            _ => {
+                let rest = name.strip_prefix("layers.").expect("a layer tensor name");
+                let (l, short) = rest.split_once('.').expect("layers.{l}.{name}");
+                self.layers[l.parse::<usize>().expect("a layer index")].get(short)
+            }
+        }
+    }
+
+    /// Reads and validates a safetensors file against `config`: every tensor must be
+    /// present with the right shape, f32/f16/bf16, and finite; no extra tensors.
+    pub fn from_safetensors(config: &Config, bytes: &[u8]) -> Result<(Self, StoredDtype), Error> {
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+        let specs = tensor_specs(config);
+        for name in file.names() {
+            if !specs.iter().any(|(s, _)| s == name) {
+                return Err(Error::Weights(format!(
+                    "unexpected tensor {name:?} (the config describes {} tensors)",
+                    specs.len()
+                )));
+            }
+        }
+        let mut dtype = StoredDtype::F32;
+        let mut read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, Error> {
+            let view = file
+                .tensor(name)
+                .map_err(|_| Error::Weights(format!("missing tensor {name:?}")))?;
+            if view.shape() != shape {
+                return Err(Error::Weights(format!(
+                    "tensor {name:?}: expected shape {shape:?}, found {:?}",
+                    view.shape()
+                )));
+            }
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => {
+                    dtype = StoredDtype::F16;
+                    data.chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect()
+                }
+                Dtype::BF16 => {
+                    dtype = StoredDtype::F16;
+                    data.chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect()
+                }
+                other => {
+                    return Err(Error::Weights(format!(
+                        "tensor {name:?}: dtype {other:?} is not supported (f32, f16 or bf16)"
+                    )))
+                }
+            };
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Weights(format!(
+                    "tensor {name:?}: element {i} is {} (not finite)",
+                    values[i]
+                )));
+            }
+            Ok(values)
+        };
+        let shape_of = |name: &str| specs.iter().find(|(s, _)| s == name).map(|(_, sh)| sh.clone());
+        let embed = read("embed", &shape_of("embed").unwrap())?;
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for l in 0..config.n_layers {
+            layers.push(LayerWeights::build(|short| {
+                let name = format!("layers.{l}.{short}");
+                read(&name, &shape_of(&name).unwrap())
+            })?);
+        }
+        let final_norm = read("final_norm", &shape_of("final_norm").unwrap())?;
+        Ok((Self { embed, layers, final_norm }, dtype))
+    }
+
+    /// Serialises to safetensors, with values rounded to `dtype`.
+    pub fn to_safetensors(&self, config: &Config, dtype: StoredDtype) -> Vec<u8> {
+        let specs = tensor_specs(config);
+        let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = specs
+            .into_iter()
+            .map(|(name, shape)| {
+                let values = self.tensor(&name);
+                let bytes = match dtype {
+                    StoredDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    StoredDtype::F16 => values
+                        .iter()
+                        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                        .collect(),
+                };
+                (name, shape, bytes)
+            })
+            .collect();
+        let st_dtype = match dtype {
+            StoredDtype::F32 => Dtype::F32,
+            StoredDtype::F16 => Dtype::F16,
+        };
+        let views = encoded.iter().map(|(name, shape, bytes)| {
+            let view = TensorView::new(st_dtype, shape.clone(), bytes).expect("shape matches data");
+            (name.clone(), view)
+        });
+        safetensors::serialize(views, None).expect("serialising in-memory tensors")
+    }
+
+    /// Deterministic random weights for a model with `config`: the same seed gives
+    /// the same bits on every platform. β is spread over [−2, 2] so the gates of an
+    /// untrained test model differ from head to head.
+    pub fn random(config: &Config, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len).map(|_| rng.random_range(-scale..scale)).collect()
+        };
+        let (d, f, v) = (config.d_model, config.mlp_hidden, config.vocab_size);
+        // Uniform(−a, a) has standard deviation a/√3: a = √(3/fan_in) gives 1/√fan_in.
+        let fan = |n: usize| (3.0 / n as f32).sqrt();
+        let embed = uniform(v * d, 0.1);
+        let layers = (0..config.n_layers)
+            .map(|_| LayerWeights {
+                attn_norm: vec![1.0; d],
+                wq: uniform(d * d, fan(d)),
+                wk: uniform(d * d, fan(d)),
+                wv: uniform(d * d, fan(d)),
+                wo: uniform(d * d, fan(d)),
+                beta: uniform(config.n_heads, 2.0),
+                mlp_norm: vec![1.0; d],
+                w_gate: uniform(d * f, fan(d)),
+                w_up: uniform(d * f, fan(d)),
+                w_down: uniform(f * d, fan(f)),
+            })
+            .collect();
+        Self { embed, layers, final_norm: vec![1.0; d] }
+    }
+}
