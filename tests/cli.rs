@@ -1,0 +1,115 @@
+//! The `infiniscope` binary as a person runs it: eval on GPU and CPU agree, the
+//! baseline runs, generation streams, and bad input gives a message, not a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_infiniscope");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("the binary runs")
+}
+
+fn eval_json(text: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--json", "--text", text.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+fn short_text() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let sample = include_str!("../samples/paradise-lost.txt");
+    std::fs::write(file.path(), &sample[..1500]).unwrap();
+    file
+}
+
+#[test]
+fn eval_on_gpu_and_cpu_agree() {
+    let text = short_text();
+    let gpu = eval_json(text.path(), &[]);
+    let cpu = eval_json(text.path(), &["--cpu"]);
+    assert!(gpu["engine"].as_str().unwrap().starts_with("GPU"), "{}", gpu["engine"]);
+    assert_eq!(cpu["engine"], "CPU reference");
+    assert!(gpu["segments"].as_array().unwrap().len() >= 8);
+    for (g, c) in gpu["segments"].as_array().unwrap().iter().zip(cpu["segments"].as_array().unwrap()) {
+        let (g, c) = (g["loss"].as_f64().unwrap(), c["loss"].as_f64().unwrap());
+        assert!((g - c).abs() <= 1e-3 * c.abs(), "{g} vs {c}");
+    }
+    let heads = gpu["heads"].as_array().unwrap();
+    assert_eq!(heads.len(), 2);
+    assert!(heads[0][0]["kind"].is_string());
+    assert!(gpu["compression"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn memory_off_is_the_local_only_baseline() {
+    let text = short_text();
+    let on = eval_json(text.path(), &["--cpu"]);
+    let off = eval_json(text.path(), &["--cpu", "--memory", "off"]);
+    let linear = eval_json(text.path(), &["--cpu", "--rule", "linear"]);
+    assert_eq!(off["memory"], false);
+    assert_eq!(linear["update_rule"], "linear");
+    // The first segment sees no memory either way; later ones differ.
+    assert_eq!(on["segments"][0]["loss"], off["segments"][0]["loss"]);
+    assert_ne!(on["segments"][3]["loss"], off["segments"][3]["loss"]);
+    assert_ne!(on["segments"][3]["loss"], linear["segments"][3]["loss"]);
+}
+
+#[test]
+fn human_report_has_the_tables() {
+    let text = short_text();
+    let out = run(&["eval", "--text", text.path().to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for needle in ["segment", "perplexity", "overall: loss", "layer 0:", "mixer", "KV cache", "engine: GPU"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn generate_continues_a_prompt_across_segments() {
+    let text = short_text();
+    for extra in [&[][..], &["--cpu"][..]] {
+        let mut args = vec!["generate", "--prompt-file", text.path().to_str().unwrap(), "--tokens", "40"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+fn expect_failure(args: &[&str], needle: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_texts_and_models_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let empty = path("empty.txt", b"");
+    let one = path("one.txt", b"a");
+    let binary = path("binary.bin", &[0x89, b'P', b'N', b'G', 0xff, 0x00, 0x13]);
+    expect_failure(&["eval", "--text", &empty], "is empty");
+    expect_failure(&["eval", "--text", &one], "is a single token");
+    expect_failure(&["eval", "--text", &binary], "invalid UTF-8 at byte 0");
+    expect_failure(&["eval", "--text", "/no/such/file.txt"], "/no/such/file.txt");
+    expect_failure(&["generate", "--prompt-file", &empty], "is empty");
+    expect_failure(&["eval", "--model", dir.path().to_str().unwrap()], "config.json");
+}
+
+#[test]
+fn max_tokens_stops_early_and_counts_exactly() {
+    let value = eval_json(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt")), &["--max-tokens", "100"]);
+    assert_eq!(value["tokens"], 100);
+    let tokens: u64 = value["segments"].as_array().unwrap().iter().map(|s| s["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(tokens, 100);
+}
