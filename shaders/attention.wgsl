@@ -1,5 +1,5 @@
-// Segment-local causal attention: A_dot = softmax(QKᵀ/√d) V, in two steps.
-// `scores` writes each head's probabilities probs[h][t][s]; `weighted_values` weights V by them.
+// Segment-local causal attention: A_dot = softmax(QKᵀ/√d) V, in three steps:
+// `scores` and `softmax` fill probs[h][t][s]; `weighted_values` weights V by them.
 struct Params { n: u32, n_heads: u32, head_dim: u32, scale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -9,24 +9,36 @@ struct Params { n: u32, n_heads: u32, head_dim: u32, scale: f32 }
 @group(0) @binding(4) var<storage, read_write> probs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// One invocation per (head, query).
+// One invocation per (head, query, key): the scaled score, 0 above the diagonal.
 @compute @workgroup_size(64)
 fn scores(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= p.n_heads * p.n) { return; }
-    let h = i / p.n;
-    let t = i % p.n;
+    if (i >= p.n_heads * p.n * p.n) { return; }
+    let h = i / (p.n * p.n);
+    let t = (i / p.n) % p.n;
+    let s = i % p.n;
+    if (s > t) {
+        probs[i] = 0.0;
+        return;
+    }
     let dm = p.n_heads * p.head_dim;
-    let row = (h * p.n + t) * p.n;
-    var max_score = -3.4e38;
-    for (var s = 0u; s <= t; s++) {
-        var dot = 0.0;
-        for (var j = 0u; j < p.head_dim; j++) {
-            dot += q[t * dm + h * p.head_dim + j] * k[s * dm + h * p.head_dim + j];
-        }
-        let score = dot * p.scale;
-        probs[row + s] = score;
-        max_score = max(max_score, score);
+    var dot = 0.0;
+    for (var j = 0u; j < p.head_dim; j++) {
+        dot += q[t * dm + h * p.head_dim + j] * k[s * dm + h * p.head_dim + j];
+    }
+    probs[i] = dot * p.scale;
+}
+
+// One invocation per (head, query): softmax over the keys s <= t, in place.
+@compute @workgroup_size(64)
+fn softmax(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.n_heads * p.n) { return; }
+    let t = i % p.n;
+    let row = i * p.n;
+    var max_score = probs[row];
+    for (var s = 1u; s <= t; s++) {
+        max_score = max(max_score, probs[row + s]);
     }
     var sum = 0.0;
     for (var s = 0u; s <= t; s++) {
@@ -34,8 +46,8 @@ fn scores(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
         probs[row + s] = e;
         sum += e;
     }
-    for (var s = 0u; s < p.n; s++) {
-        probs[row + s] = select(0.0, probs[row + s] / sum, s <= t);
+    for (var s = 0u; s <= t; s++) {
+        probs[row + s] /= sum;
     }
 }
 

@@ -21,6 +21,7 @@ pub enum Op {
     MatmulBt,
     Rope,
     AttentionScores,
+    AttentionSoftmax,
     AttentionValues,
     MemoryRead,
     MemoryWrite,
@@ -69,6 +70,9 @@ impl Op {
             Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
             Op::AttentionScores => {
                 spec(shader!("attention"), "scores", &[Read, Read, Read, ReadWrite, ReadWrite])
+            }
+            Op::AttentionSoftmax => {
+                spec(shader!("attention"), "softmax", &[Read, Read, Read, ReadWrite, ReadWrite])
             }
             Op::AttentionValues => {
                 spec(shader!("attention"), "weighted_values", &[Read, Read, Read, ReadWrite, ReadWrite])
@@ -189,6 +193,11 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
     [x, total.div_ceil(x), 1]
 }
 
+/// Workgroups of the matmul kernel: each covers a 32×32 block of the output.
+fn blocks(m: usize, n: usize) -> [u32; 3] {
+    [u(n).div_ceil(32), u(m).div_ceil(32), 1]
+}
+
 fn u(value: usize) -> u32 {
     u32::try_from(value).expect("GPU sizes fit in 32 bits")
 }
@@ -272,14 +281,12 @@ impl<'a> Recorder<'a> {
 
     /// c = a [m×k] · b [k×n].
     pub fn matmul(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
-        let tiles = [u(n).div_ceil(16), u(m).div_ceil(16), 1];
-        self.dispatch(Op::Matmul, [u(m), u(k), u(n), 0], &[a, b, c], tiles);
+        self.dispatch(Op::Matmul, [u(m), u(k), u(n), 0], &[a, b, c], blocks(m, n));
     }
 
     /// c = a [m×k] · bᵀ with b stored [n×k].
     pub fn matmul_bt(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
-        let tiles = [u(n).div_ceil(16), u(m).div_ceil(16), 1];
-        self.dispatch(Op::MatmulBt, [u(m), u(k), u(n), 0], &[a, b, c], tiles);
+        self.dispatch(Op::MatmulBt, [u(m), u(k), u(n), 0], &[a, b, c], blocks(m, n));
     }
 
     pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, n: usize, n_heads: usize, head_dim: usize, base: f32) {
@@ -302,7 +309,8 @@ impl<'a> Recorder<'a> {
     ) {
         let params = [u(n), u(n_heads), u(head_dim), (1.0 / (head_dim as f32).sqrt()).to_bits()];
         let buffers = [q, k, v, probs, out];
-        self.dispatch(Op::AttentionScores, params, &buffers, groups(u(n_heads * n), 64));
+        self.dispatch(Op::AttentionScores, params, &buffers, groups(u(n_heads * n * n), 64));
+        self.dispatch(Op::AttentionSoftmax, params, &buffers, groups(u(n_heads * n), 64));
         self.dispatch(Op::AttentionValues, params, &buffers, groups(u(n * n_heads * head_dim), 64));
     }
 
