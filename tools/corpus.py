@@ -11,7 +11,7 @@ Validation holds out whole documents (a novel never seen in training, and one pl
 Output: OUT/train/*.txt, OUT/valid/*.txt, OUT/manifest.json. Same bytes on every run.
 Usage: python3 tools/corpus.py [--out data/corpus] [--cache data/cache]
 """
-import argparse, gzip, hashlib, json, re, shutil, struct, subprocess, sys, tarfile, zlib
+import argparse, gzip, hashlib, json, os, re, shutil, struct, subprocess, sys, tarfile, zlib
 from pathlib import Path
 
 VALID = {"austen_persuasion", "shakespeare_hamlet"}  # held-out documents
@@ -33,7 +33,7 @@ def ensure_debs(pkgs):
     missing = [p for p in pkgs if deb_version(p) is None]
     if missing:
         cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         if subprocess.run(cmd, env=env).returncode != 0:  # stale or empty package lists
             subprocess.run(["apt-get", "update"], env=env, check=True)
             subprocess.run(cmd, env=env, check=True)
