@@ -8,6 +8,7 @@ pub mod config;
 pub mod gate;
 pub mod gpu;
 pub mod model;
+pub mod passkey;
 pub mod reference;
 pub mod segment;
 pub mod taps;

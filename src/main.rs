@@ -101,6 +101,27 @@ enum Command {
         #[arg(long, default_value_t = 2048)]
         tokens: usize,
     },
+    /// Passkey retrieval (the paper's §4.2): a key hidden at a depth of filler text,
+    /// asked for at the end; per-digit accuracy of the model's argmax (each digit
+    /// predicted with the earlier digits given).
+    Passkey {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Haystack lengths in tokens.
+        #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
+        lengths: Vec<usize>,
+        /// Needle depths, 0 = start of the filler, 1 = just before the question.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1")]
+        depths: Vec<f32>,
+        /// Haystacks (different keys) per length and depth.
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+        /// Filler text; default: the paper's repetitive sentences.
+        #[arg(long)]
+        filler: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a model with deterministic random weights and a BPE trained on a text.
     RandomModel {
         #[arg(long)]
@@ -130,6 +151,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             generate(&model, &prompt_file, tokens, temperature, seed)
         }
         Command::Bench { model, text, tokens } => bench(&model, &text, tokens),
+        Command::Passkey { model, lengths, depths, trials, filler, json } => {
+            passkey(&model, &lengths, &depths, trials, filler.as_deref(), json)
+        }
         Command::RandomModel { out, seed, text } => {
             let text = read_text(&text)?;
             let model = Model::random(infiniscope::model::tiny_config(), seed, &text)?;
@@ -482,5 +506,47 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
         rows.push(rate);
     }
     println!("GPU / CPU tokens/s ratio: {:.3}", rows[0] / rows[1]);
+    Ok(())
+}
+
+fn passkey(args: &ModelArgs, lengths: &[usize], depths: &[f32], trials: usize, filler: Option<&Path>, as_json: bool) -> Result<(), Error> {
+    let (model, options) = load(args)?;
+    let filler_tokens = match filler {
+        Some(path) => model.tokenizer.encode(&read_text(path)?)?,
+        None => model.tokenizer.encode(infiniscope::passkey::REPETITIVE)?,
+    };
+    let mut engine = engine(&model, options, args.cpu);
+    let taps = Taps { loss: true, ..Taps::default() };
+    let mut rows = Vec::new();
+    for &length in lengths {
+        for &depth in depths {
+            let (mut right, mut exact) = (0, 0);
+            for trial in 0..trials {
+                let key = (trial as u32 * 7919 + length as u32 * 31 + (depth * 1000.0) as u32) * 104_729 % 100_000;
+                let hay = infiniscope::passkey::build(&model.tokenizer, length, depth, key, &filler_tokens)?;
+                engine.reset();
+                let mut argmax = Vec::with_capacity(length);
+                for segment in infiniscope::segment::segments(&hay.tokens, model.config.segment_len) {
+                    argmax.extend(engine.segment(&segment, taps)?.argmax.expect("argmax tapped"));
+                }
+                let at = hay.answer_at();
+                let hits = (at..length).filter(|&i| argmax[i - 1] == hay.tokens[i]).count();
+                right += hits;
+                exact += (hits == length - at) as usize;
+            }
+            let digits = (trials * infiniscope::passkey::DIGITS) as f64;
+            rows.push((length, depth, right as f64 / digits, exact as f64 / trials as f64));
+            if !as_json {
+                println!("length {length:>7}  depth {depth:.2}  digits right {:.2}  keys exact {:.2}", right as f64 / digits, exact as f64 / trials as f64);
+            }
+        }
+    }
+    if as_json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(l, d, digit, key)| json!({"length": l, "depth": d, "digit_accuracy": digit, "exact": key}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"engine": engine.describe(), "trials": trials, "results": rows})).expect("JSON"));
+    }
     Ok(())
 }

@@ -1,0 +1,125 @@
+//! Training data: spans of whole documents from the corpus (`tools/corpus.py`), and
+//! passkey haystacks (infiniscope's `passkey` module) on a curriculum of lengths.
+
+use std::path::Path;
+
+use rand::Rng;
+
+use infiniscope::passkey;
+use infiniscope::tokenizer::Tokenizer;
+
+pub struct Document {
+    pub name: String,
+    pub tokens: Vec<u32>,
+}
+
+pub struct Corpus {
+    pub train: Vec<Document>,
+    pub valid: Vec<Document>,
+    /// The paper's repetitive filler, tokenized once.
+    repetitive: Vec<u32>,
+}
+
+/// Every `.txt` in `dir`, sorted by name (deterministic order).
+pub fn read_texts(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e} (run `python3 tools/corpus.py` first)", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p.file_stem().unwrap().to_string_lossy().into_owned(), text))
+        })
+        .collect()
+}
+
+impl Corpus {
+    pub fn load(dir: &Path, tokenizer: &Tokenizer) -> Result<Self, String> {
+        let split = |name: &str| -> Result<Vec<Document>, String> {
+            read_texts(&dir.join(name))?
+                .into_iter()
+                .map(|(name, text)| Ok(Document { name, tokens: tokenizer.encode(&text).map_err(|e| e.to_string())? }))
+                .collect()
+        };
+        let repetitive = tokenizer.encode(passkey::REPETITIVE).map_err(|e| e.to_string())?;
+        Ok(Self { train: split("train")?, valid: split("valid")?, repetitive })
+    }
+
+    pub fn train_tokens(&self) -> usize {
+        self.train.iter().map(|d| d.tokens.len()).sum()
+    }
+
+    /// A random span of `len` tokens from a training document at least that long,
+    /// documents drawn in proportion to their length.
+    fn span(&self, rng: &mut impl Rng, len: usize) -> &[u32] {
+        let eligible: Vec<&Document> = self.train.iter().filter(|d| d.tokens.len() > len).collect();
+        let total: usize = eligible.iter().map(|d| d.tokens.len()).sum();
+        let mut pick = rng.random_range(0..total);
+        let doc = eligible
+            .iter()
+            .find(|d| {
+                if pick < d.tokens.len() {
+                    return true;
+                }
+                pick -= d.tokens.len();
+                false
+            })
+            .expect("pick < total");
+        let start = rng.random_range(0..doc.tokens.len() - len);
+        &doc.tokens[start..start + len]
+    }
+}
+
+/// One training sequence: `tokens` has one more element than `weights`; position t is
+/// trained to predict `tokens[t + 1]` with weight `weights[t]`.
+pub struct Example {
+    pub tokens: Vec<u32>,
+    pub weights: Vec<f32>,
+    /// For passkey examples: where the answer digits sit in `tokens`.
+    pub answer_at: Option<usize>,
+}
+
+/// Weight of each answer digit's loss: one number among hundreds of text tokens.
+pub const ANSWER_WEIGHT: f32 = 5.0;
+
+pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Example {
+    Example { tokens: corpus.span(rng, length + 1).to_vec(), weights: vec![1.0; length], answer_at: None }
+}
+
+/// A passkey haystack of `length + 1` tokens whose needle lies in an earlier segment
+/// than the question, so the key can only be recalled through memory. Filler is the
+/// paper's repetitive text or a span of a novel, half and half.
+pub fn passkey_example(
+    corpus: &Corpus,
+    tokenizer: &Tokenizer,
+    rng: &mut impl Rng,
+    length: usize,
+    segment_len: usize,
+) -> Example {
+    let filler = if rng.random_bool(0.5) { corpus.repetitive.clone() } else { corpus.span(rng, length).to_vec() };
+    let total = length + 1;
+    let last_segment_start = (total - passkey::DIGITS - 1) / segment_len * segment_len;
+    let mut example = None;
+    for _ in 0..8 {
+        let depth = rng.random_range(0.0..1.0f32);
+        let key = rng.random_range(0..100_000u32);
+        let hay = passkey::build(tokenizer, total, depth, key, &filler).expect("lengths fit a haystack");
+        // The needle (about 27 tokens) must end before the question's segment starts.
+        let done = hay.needle_at + 32 < last_segment_start;
+        example = Some(hay);
+        if done {
+            break;
+        }
+    }
+    let hay = example.expect("at least one try");
+    let mut weights = vec![1.0; length];
+    let answer_at = hay.answer_at();
+    for w in &mut weights[answer_at - 1..] {
+        *w = ANSWER_WEIGHT;
+    }
+    Example { tokens: hay.tokens, weights, answer_at: Some(answer_at) }
+}

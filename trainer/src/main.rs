@@ -1,0 +1,224 @@
+//! `cargo run --release -p trainer -- train`: trains infini-tiny on the CPU with burn,
+//! checkpoints every few minutes, resumes, and exports infiniscope's model folder.
+
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use trainer::data::{self, Corpus, Example};
+use trainer::model::{InfiniModel, Shape};
+use trainer::train::{self, learning_rate, optimizers, LENGTHS, UNLOCK_ACCURACY};
+use infiniscope::tokenizer::Tokenizer;
+use infiniscope::weights::{StoredDtype, Weights};
+use infiniscope::{Config, Model, UpdateRule};
+
+#[derive(Parser)]
+#[command(about = "Train an Infini-Transformer for infiniscope")]
+struct Args {
+    /// Corpus folder made by `python3 tools/corpus.py`.
+    #[arg(long, default_value = "data/corpus")]
+    corpus: PathBuf,
+    /// Where the model folder (config.json, model.safetensors, tokenizer.json) is written.
+    #[arg(long, default_value = "models/infini-tiny")]
+    out: PathBuf,
+    /// Checkpoints (burnpack model and optimizer state, progress) for resuming.
+    #[arg(long, default_value = "data/checkpoints/infini-tiny")]
+    checkpoints: PathBuf,
+    /// Continue from the checkpoint instead of starting over.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many minutes of wall time (a checkpoint is written first).
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Tokens the learning-rate schedule spans (the run may be split over sessions).
+    #[arg(long, default_value_t = 8_000_000)]
+    budget: usize,
+    /// Train the control model: the memory read returns 0.
+    #[arg(long)]
+    memory_off: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Model size preset: "tiny" (the shipped model) or "smoke" (a test config).
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Learning rate of the gate scalars β (no weight decay on them).
+    #[arg(long, default_value_t = 1e-2)]
+    gate_lr: f64,
+    /// Share of passkey haystacks among training sequences.
+    #[arg(long, default_value_t = 0.5)]
+    passkey_share: f64,
+    /// Tokens per optimizer step.
+    #[arg(long, default_value_t = 4096)]
+    step_tokens: usize,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Progress {
+    step: usize,
+    tokens: usize,
+    seconds: f64,
+    stage: usize,
+    /// Recent passkey digit accuracy at the current stage (exponential average).
+    passkey_accuracy: f32,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = train(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn train(args: &Args) -> Result<(), String> {
+    let rule = UpdateRule::Delta;
+    let config = train::config(&args.preset, rule)?;
+    let shape = Shape::of(&config, !args.memory_off);
+    let device = Device::flex().autodiff();
+    std::fs::create_dir_all(&args.checkpoints).map_err(|e| e.to_string())?;
+
+    let tokenizer_path = args.checkpoints.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.exists() {
+        Tokenizer::from_bytes(&std::fs::read(&tokenizer_path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?
+    } else {
+        let start = Instant::now();
+        let texts = data::read_texts(&args.corpus.join("train"))?;
+        let tokenizer = Tokenizer::train(texts.iter().map(|(_, t)| t.as_str()), config.vocab_size).map_err(|e| e.to_string())?;
+        std::fs::write(&tokenizer_path, tokenizer.to_json().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        eprintln!("tokenizer: {} tokens trained in {:.1} s", tokenizer.vocab_size(), start.elapsed().as_secs_f64());
+        tokenizer
+    };
+    let corpus = Corpus::load(&args.corpus, &tokenizer)?;
+    eprintln!("corpus: {} training tokens in {} documents", corpus.train_tokens(), corpus.train.len());
+
+    let (mut opt_main, mut opt_gates) = optimizers();
+    let progress_path = args.checkpoints.join("progress.json");
+    let (mut model, mut progress) = if args.resume {
+        // Loaded from burnpack, which keeps the parameter ids the optimizer state is keyed by.
+        let model = InfiniModel::from_weights(&config, &Weights::random(&config, args.seed), &device)
+            .try_load_file(args.checkpoints.join("model.bpk"))
+            .map_err(|e| format!("{e:?}"))?;
+        opt_main = opt_main.load(args.checkpoints.join("opt_main.bpk")).map_err(|e| format!("{e:?}"))?;
+        opt_gates = opt_gates.load(args.checkpoints.join("opt_gates.bpk")).map_err(|e| format!("{e:?}"))?;
+        let progress: Progress =
+            serde_json::from_slice(&std::fs::read(&progress_path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        eprintln!("resumed at step {} ({} tokens)", progress.step, progress.tokens);
+        (model, progress)
+    } else {
+        (InfiniModel::from_weights(&config, &Weights::random(&config, args.seed), &device), Progress::default())
+    };
+    eprintln!("model: {} parameters, {:?} rule, memory {}", config.n_params(), rule, if shape.memory { "on" } else { "off" });
+
+    let log_path = args.checkpoints.join("log.csv");
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| e.to_string())?;
+    if progress.step == 0 {
+        writeln!(log, "step,tokens,seconds,length,loss,passkey_accuracy,lr").map_err(|e| e.to_string())?;
+    }
+    let session = Instant::now();
+    let (seconds_before, tokens_before) = (progress.seconds, progress.tokens);
+    let mut last_checkpoint = Instant::now();
+    while progress.tokens < args.budget && session.elapsed().as_secs_f64() < args.minutes * 60.0 {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(progress.step as u64));
+        // Mostly the newest unlocked length, sometimes an earlier one so none is forgotten.
+        let stage = if progress.stage > 0 && rng.random_bool(0.3) { rng.random_range(0..progress.stage) } else { progress.stage };
+        let length = LENGTHS[stage].min(config.train_context);
+        let batch = (args.step_tokens / length).max(1);
+        let examples: Vec<Example> = (0..batch)
+            .map(|_| {
+                if rng.random_bool(args.passkey_share) {
+                    data::passkey_example(&corpus, &tokenizer, &mut rng, length, config.segment_len)
+                } else {
+                    data::text_example(&corpus, &mut rng, length)
+                }
+            })
+            .collect();
+        let lr = learning_rate(args.lr, progress.tokens, args.budget);
+        let gate_lr = learning_rate(args.gate_lr, progress.tokens, args.budget);
+        let (next, loss_value, accuracy) = train::step(model, &shape, &examples, (&mut opt_main, &mut opt_gates), (lr, gate_lr));
+        model = next;
+        if !loss_value.is_finite() {
+            return Err(format!("loss became {loss_value} at step {}", progress.step));
+        }
+        progress.step += 1;
+        progress.tokens += batch * length;
+        if let (Some(acc), true) = (accuracy, stage == progress.stage) {
+            progress.passkey_accuracy = 0.9 * progress.passkey_accuracy + 0.1 * acc;
+            if progress.passkey_accuracy > UNLOCK_ACCURACY && progress.stage + 1 < LENGTHS.len() && LENGTHS[progress.stage + 1] <= config.train_context {
+                progress.stage += 1;
+                progress.passkey_accuracy = 0.0;
+                eprintln!("curriculum: sequences of {} tokens unlocked", LENGTHS[progress.stage]);
+            }
+        }
+        let elapsed = session.elapsed().as_secs_f64();
+        progress.seconds = seconds_before + elapsed;
+        writeln!(
+            log,
+            "{},{},{:.1},{},{:.5},{},{:.6}",
+            progress.step,
+            progress.tokens,
+            progress.seconds,
+            length,
+            loss_value,
+            accuracy.map(|a| a.to_string()).unwrap_or_default(),
+            lr
+        )
+        .map_err(|e| e.to_string())?;
+        if progress.step % 10 == 0 {
+            let rate = (progress.tokens - tokens_before) as f64 / elapsed.max(1e-9);
+            let gates: Vec<String> = model.layers.iter().map(|l| {
+                let b = l.beta.val().try_into_vec_as::<f32>().unwrap();
+                b.iter().map(|x| format!("{:.2}", infiniscope::gate::sigmoid(*x))).collect::<Vec<_>>().join("/")
+            }).collect();
+            eprintln!(
+                "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} lr {:.2e} {:.0} tok/s gates {}",
+                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, lr, rate, gates.join(" ")
+            );
+        }
+        if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {
+            checkpoint(args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    checkpoint(args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer)?;
+    eprintln!("stopped at step {} after {} tokens", progress.step, progress.tokens);
+    Ok(())
+}
+
+fn checkpoint(
+    args: &Args,
+    config: &Config,
+    model: &InfiniModel,
+    opt_main: &ModuleOptimizer,
+    opt_gates: &ModuleOptimizer,
+    progress: &Progress,
+    tokenizer: &Tokenizer,
+) -> Result<(), String> {
+    let dir = &args.checkpoints;
+    model.clone().save_file(dir.join("model.bpk")).map_err(|e| format!("{e:?}"))?;
+    opt_main.save(dir.join("opt_main.bpk")).map_err(|e| format!("{e:?}"))?;
+    opt_gates.save(dir.join("opt_gates.bpk")).map_err(|e| format!("{e:?}"))?;
+    std::fs::write(dir.join("progress.json"), serde_json::to_string_pretty(progress).unwrap()).map_err(|e| e.to_string())?;
+    export(config, model, tokenizer, &args.out)?;
+    eprintln!("checkpoint: step {} → {} and {}", progress.step, dir.display(), args.out.display());
+    Ok(())
+}
+
+/// Writes infiniscope's model folder.
+fn export(config: &Config, model: &InfiniModel, tokenizer: &Tokenizer, out: &Path) -> Result<(), String> {
+    let tokenizer = Tokenizer::from_bytes(tokenizer.to_json().map_err(|e| e.to_string())?.as_bytes()).map_err(|e| e.to_string())?;
+    let model = Model { config: config.clone(), weights: model.to_weights(), tokenizer, stored_dtype: StoredDtype::F32 };
+    model.save(out, StoredDtype::F32).map_err(|e| e.to_string())
+}

@@ -1,0 +1,118 @@
+//! One optimizer step and what it needs: the model presets, batching, the learning-rate
+//! schedule, two AdamW optimizers (the gates β get their own rate and no decay).
+
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+
+use crate::data::Example;
+use crate::model::{weighted_nll, InfiniModel, Shape};
+use infiniscope::{Config, UpdateRule};
+
+pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
+    let base = Config {
+        vocab_size: 4096,
+        d_model: 128,
+        n_layers: 4,
+        n_heads: 2,
+        head_dim: 64,
+        mlp_hidden: 384,
+        segment_len: 32,
+        update_rule: rule,
+        rope_base: 10000.0,
+        norm_eps: 1e-5,
+        train_context: 1024,
+    };
+    match preset {
+        "tiny" => Ok(base),
+        "smoke" => Ok(Config { vocab_size: 512, d_model: 32, n_layers: 2, head_dim: 16, mlp_hidden: 64, segment_len: 8, train_context: 64, ..base }),
+        other => Err(format!("unknown preset {other:?}")),
+    }
+}
+
+/// Sequence lengths of the curriculum: the next is unlocked when passkey digits come
+/// back right at least this often; earlier lengths stay in the mix.
+pub const LENGTHS: [usize; 4] = [128, 256, 512, 1024];
+pub const UNLOCK_ACCURACY: f32 = 0.8;
+
+pub fn batch_tensors(examples: &[Example], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    let (b, t) = (examples.len(), examples[0].weights.len());
+    let mut inputs = Vec::with_capacity(b * t);
+    let mut targets = Vec::with_capacity(b * t);
+    let mut weights = Vec::with_capacity(b * t);
+    for e in examples {
+        inputs.extend(e.tokens[..t].iter().map(|&x| x as i64));
+        targets.extend(e.tokens[1..].iter().map(|&x| x as i64));
+        weights.extend_from_slice(&e.weights);
+    }
+    (
+        Tensor::from_data(TensorData::new(inputs, [b, t]), device),
+        Tensor::from_data(TensorData::new(targets, [b, t]), device),
+        Tensor::from_data(TensorData::new(weights, [b, t]), device),
+    )
+}
+
+/// Fraction of answer digits predicted right (argmax) in the passkey examples.
+pub fn passkey_accuracy(logits: &Tensor<3>, examples: &[Example]) -> Option<f32> {
+    let mut right = 0;
+    let mut total = 0;
+    for (i, e) in examples.iter().enumerate() {
+        let Some(at) = e.answer_at else { continue };
+        let digits = e.tokens.len() - at;
+        let slice = logits.clone().narrow(0, i, 1).narrow(1, at - 1, digits);
+        let guess = slice.argmax(2).try_into_vec_as::<i64>().expect("argmax reads");
+        for (g, want) in guess.iter().zip(&e.tokens[at..]) {
+            right += (*g as u32 == *want) as usize;
+            total += 1;
+        }
+    }
+    (total > 0).then(|| right as f32 / total as f32)
+}
+
+pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
+    let main = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.1)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let gates = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(0.0).init();
+    (main, gates)
+}
+
+/// Linear warm-up over the first 2% of the budget, then cosine down to 10%.
+pub fn learning_rate(peak: f64, tokens: usize, budget: usize) -> f64 {
+    let x = tokens as f64 / budget as f64;
+    if x < 0.02 {
+        return peak * (x / 0.02).max(0.01);
+    }
+    let progress = ((x - 0.02) / 0.98).min(1.0);
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+
+/// Forward, backward and one update of both optimizers; returns the mean weighted
+/// loss and the passkey digit accuracy of the batch.
+pub fn step(
+    model: InfiniModel,
+    shape: &Shape,
+    examples: &[Example],
+    (opt_main, opt_gates): (&mut ModuleOptimizer, &mut ModuleOptimizer),
+    (lr, gate_lr): (f64, f64),
+) -> (InfiniModel, f32, Option<f32>) {
+    let device = model.embed.val().device();
+    let (inputs, targets, weights) = batch_tensors(examples, &device);
+    let logits = model.forward(inputs, shape);
+    let accuracy = passkey_accuracy(&logits, examples);
+    let total_weight: f32 = examples.iter().flat_map(|e| &e.weights).sum();
+    let loss = weighted_nll(logits, targets, weights) / total_weight;
+    let loss_value = loss.clone().into_scalar::<f32>();
+    let mut grads = loss.backward();
+    let grads_gates = GradientsParams::from_params(&mut grads, &model, &model.beta_ids());
+    let grads_main = GradientsParams::from_module(&mut grads, &model);
+    let model = opt_main.step(lr, model, grads_main);
+    let model = opt_gates.step(gate_lr, model, grads_gates);
+    (model, loss_value, accuracy)
+}

@@ -1,0 +1,127 @@
+//! The trainer's model agrees with infiniscope's engines, is causal, and learns.
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+
+use infiniscope::reference::Reference;
+use infiniscope::taps::Taps;
+use infiniscope::tokenizer::Tokenizer;
+use infiniscope::weights::{StoredDtype, Weights};
+use infiniscope::{Model, RunOptions, UpdateRule};
+use trainer::data::Example;
+use trainer::model::{InfiniModel, Shape};
+use trainer::train;
+
+const TEXT: &str = include_str!("../../samples/paradise-lost.txt");
+
+fn smoke(rule: UpdateRule) -> (infiniscope::Config, Tokenizer) {
+    let config = train::config("smoke", rule).unwrap();
+    let tokenizer = Tokenizer::train(TEXT[..20_000].split_inclusive('\n'), config.vocab_size).unwrap();
+    (config, tokenizer)
+}
+
+fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [1, tokens.len()]), device)
+}
+
+/// Per-position loss of the burn model, and the engine's, on the same text.
+#[test]
+fn engines_reproduce_the_trainers_loss() {
+    for rule in [UpdateRule::Delta, UpdateRule::Linear] {
+        let (config, tokenizer) = smoke(rule);
+        let device = Device::flex();
+        let mut weights = Weights::random(&config, 5);
+        for layer in &mut weights.layers {
+            layer.beta = vec![1.5, -0.5]; // memory matters in the mix
+        }
+        let burn_model = InfiniModel::from_weights(&config, &weights, &device);
+        let tokens = tokenizer.encode(&TEXT[30_000..31_000]).unwrap();
+        let tokens = &tokens[..5 * config.segment_len + 4]; // last segment short
+        let logits = burn_model.forward(tokens_tensor(&tokens[..tokens.len() - 1], &device), &Shape::of(&config, true));
+        let [_, t, v] = logits.dims();
+        let logits = logits.try_into_vec_as::<f32>().unwrap();
+        let want: Vec<f32> = (0..t)
+            .map(|i| {
+                let row = &logits[i * v..(i + 1) * v];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let lse = row.iter().map(|x| (x - max).exp()).sum::<f32>().ln() + max;
+                lse - row[tokens[i + 1] as usize]
+            })
+            .collect();
+        let trainer_loss = want.iter().sum::<f32>() / want.len() as f32;
+
+        // Through the file format, as the engines load it.
+        let dir = tempfile::tempdir().unwrap();
+        let model = Model { config: config.clone(), weights: burn_model.to_weights(), tokenizer, stored_dtype: StoredDtype::F32 };
+        model.save(dir.path(), StoredDtype::F32).unwrap();
+        let model = Arc::new(Model::load(dir.path()).unwrap());
+        let segments = infiniscope::segment::segments(&tokens[..tokens.len()], config.segment_len);
+        let mut cpu = Reference::new(Arc::clone(&model), RunOptions::for_config(&config));
+        let mut gpu = infiniscope::engine::Engine::gpu(Arc::clone(&model), RunOptions::for_config(&config))
+            .expect("a GPU adapter (lavapipe in CI)");
+        let taps = Taps { loss: true, ..Taps::default() };
+        let (mut cpu_losses, mut gpu_losses) = (Vec::new(), Vec::new());
+        for segment in &segments {
+            cpu_losses.extend(cpu.segment(segment, taps).unwrap().loss.unwrap());
+            gpu_losses.extend(gpu.segment(segment, taps).unwrap().loss.unwrap());
+        }
+        for (name, got) in [("CPU reference", &cpu_losses), ("GPU engine", &gpu_losses)] {
+            assert_eq!(got.len(), want.len());
+            let mean = got.iter().sum::<f32>() / got.len() as f32;
+            assert!((mean - trainer_loss).abs() <= 1e-3 * trainer_loss, "{rule:?} {name}: {mean} vs trainer {trainer_loss}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-3 * w.abs().max(1.0), "{rule:?} {name} position {i}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn trainer_model_is_causal_across_segments() {
+    let (config, _) = smoke(UpdateRule::Delta);
+    let device = Device::flex();
+    let model = InfiniModel::from_weights(&config, &Weights::random(&config, 6), &device);
+    let shape = Shape::of(&config, true);
+    let tokens: Vec<u32> = (0..4 * config.segment_len as u32).map(|i| (i * 37 + 11) % config.vocab_size as u32).collect();
+    let before = model.forward(tokens_tensor(&tokens, &device), &shape).try_into_vec_as::<f32>().unwrap();
+    let changed = 2 * config.segment_len + 3;
+    let mut edited = tokens.clone();
+    edited[changed] = (edited[changed] + 1) % config.vocab_size as u32;
+    let after = model.forward(tokens_tensor(&edited, &device), &shape).try_into_vec_as::<f32>().unwrap();
+    let split = changed * config.vocab_size;
+    let leak = before[..split].iter().zip(&after[..split]).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(leak < 1e-5, "a later token changed an earlier logit by {leak}");
+    assert!(before[split..] != after[split..], "the edit must change later logits");
+}
+
+#[test]
+fn a_few_steps_lower_the_loss_and_move_the_gates() {
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let device = Device::flex().autodiff();
+    let mut model = InfiniModel::from_weights(&config, &Weights::random(&config, 7), &device);
+    let shape = Shape::of(&config, true);
+    let tokens = tokenizer.encode(&TEXT[40_000..44_000]).unwrap();
+    let length = 4 * config.segment_len;
+    let examples: Vec<Example> = (0..4)
+        .map(|i| Example {
+            tokens: tokens[i * length..(i + 1) * length + 1].to_vec(),
+            weights: vec![1.0; length],
+            answer_at: None,
+        })
+        .collect();
+    let (mut opt_main, mut opt_gates) = train::optimizers();
+    let beta_before: Vec<f32> = model.layers.iter().flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap()).collect();
+    let mut losses = Vec::new();
+    for _ in 0..12 {
+        let (next, loss, _) = train::step(model, &shape, &examples, (&mut opt_main, &mut opt_gates), (3e-3, 1e-2));
+        model = next;
+        assert!(loss.is_finite());
+        losses.push(loss);
+    }
+    let beta_after: Vec<f32> = model.layers.iter().flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap()).collect();
+    assert!(losses[11] < losses[0] - 0.5, "loss {losses:?}");
+    assert!(beta_before.iter().zip(&beta_after).all(|(a, b)| a != b), "every gate gets gradient: {beta_before:?} → {beta_after:?}");
+}
