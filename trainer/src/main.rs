@@ -17,7 +17,7 @@ use trainer::data::{self, Corpus, Example};
 use trainer::model::{InfiniModel, Shape};
 use trainer::train::{self, learning_rate, optimizers, LENGTHS, UNLOCK_ACCURACY};
 use infiniscope::tokenizer::Tokenizer;
-use infiniscope::weights::{StoredDtype, Weights};
+use infiniscope::weights::StoredDtype;
 use infiniscope::{Config, Model, UpdateRule};
 
 #[derive(Parser)]
@@ -108,7 +108,7 @@ fn train(args: &Args) -> Result<(), String> {
     let progress_path = args.checkpoints.join("progress.json");
     let (mut model, mut progress) = if args.resume {
         // Loaded from burnpack, which keeps the parameter ids the optimizer state is keyed by.
-        let model = InfiniModel::from_weights(&config, &Weights::random(&config, args.seed), &device)
+        let model = InfiniModel::from_weights(&config, &train::initial_weights(&config, args.seed), &device)
             .try_load_file(args.checkpoints.join("model.bpk"))
             .map_err(|e| format!("{e:?}"))?;
         opt_main = opt_main.load(args.checkpoints.join("opt_main.bpk")).map_err(|e| format!("{e:?}"))?;
@@ -118,7 +118,7 @@ fn train(args: &Args) -> Result<(), String> {
         eprintln!("resumed at step {} ({} tokens)", progress.step, progress.tokens);
         (model, progress)
     } else {
-        (InfiniModel::from_weights(&config, &Weights::random(&config, args.seed), &device), Progress::default())
+        (InfiniModel::from_weights(&config, &train::initial_weights(&config, args.seed), &device), Progress::default())
     };
     eprintln!("model: {} parameters, {:?} rule, memory {}", config.n_params(), rule, if shape.memory { "on" } else { "off" });
 

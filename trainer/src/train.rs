@@ -36,6 +36,16 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
 pub const LENGTHS: [usize; 4] = [128, 256, 512, 1024];
 pub const UNLOCK_ACCURACY: f32 = 0.8;
 
+/// Initial weights: infiniscope's deterministic random init, with every β at 0 so the
+/// gates start at 0.5 (saturated gates never learn: DESIGN.md §3).
+pub fn initial_weights(config: &Config, seed: u64) -> infiniscope::weights::Weights {
+    let mut weights = infiniscope::weights::Weights::random(config, seed);
+    for layer in &mut weights.layers {
+        layer.beta.fill(0.0);
+    }
+    weights
+}
+
 pub fn batch_tensors(examples: &[Example], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
     let (b, t) = (examples.len(), examples[0].weights.len());
     let mut inputs = Vec::with_capacity(b * t);

@@ -1,0 +1,37 @@
+//! The passkey haystack: exact length, the key as five bare digit tokens at the end,
+//! the needle where the depth says.
+
+use infiniscope::passkey::{build, DIGITS, REPETITIVE};
+use infiniscope::Model;
+
+fn bundled() -> Model {
+    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny")).unwrap()
+}
+
+#[test]
+fn haystacks_have_the_asked_length_and_end_in_the_key() {
+    let model = bundled();
+    let filler = model.tokenizer.encode(REPETITIVE).unwrap();
+    for (length, depth, key) in [(200, 0.0, 12345), (1000, 0.5, 7), (4096, 1.0, 99999)] {
+        let hay = build(&model.tokenizer, length, depth, key, &filler).unwrap();
+        assert_eq!(hay.tokens.len(), length);
+        assert_eq!(hay.key, format!("{:05}", key));
+        let answer = &hay.tokens[hay.answer_at()..];
+        assert_eq!(answer.len(), DIGITS);
+        assert_eq!(model.tokenizer.decode(answer).unwrap(), hay.key);
+        let text = model.tokenizer.decode(&hay.tokens).unwrap();
+        assert!(text.ends_with(&format!("What is the pass key? The pass key is {}", hay.key)), "{text}");
+        assert!(text.contains(&format!("The pass key is {}. Remember it.", hay.key)));
+        // Depth 0 puts the needle right after the intro; depth 1 right before the question.
+        let relative = hay.needle_at as f32 / length as f32;
+        assert!((relative - depth).abs() < 0.12, "depth {depth}: needle at {}", hay.needle_at);
+    }
+}
+
+#[test]
+fn too_short_haystacks_are_refused() {
+    let model = bundled();
+    let filler = model.tokenizer.encode(REPETITIVE).unwrap();
+    let err = build(&model.tokenizer, 20, 0.5, 1, &filler).unwrap_err().to_string();
+    assert!(err.contains("needs at least"), "{err}");
+}
