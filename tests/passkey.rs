@@ -1,7 +1,7 @@
 //! The passkey haystack: exact length, the key as five bare digit tokens at the end,
 //! the needle where the depth says.
 
-use infiniscope::passkey::{build, DIGITS, REPETITIVE};
+use infiniscope::passkey::{build, DIGITS, INTRO, REPETITIVE};
 use infiniscope::Model;
 
 fn bundled() -> Model {
@@ -23,8 +23,15 @@ fn haystacks_have_the_asked_length_and_end_in_the_key() {
         assert!(text.ends_with(&format!("What is the pass key? The pass key is {}", hay.key)), "{text}");
         assert!(text.contains(&format!("The pass key is {}. Remember it.", hay.key)));
         // Depth 0 puts the needle right after the intro; depth 1 right before the question.
-        let relative = hay.needle_at as f32 / length as f32;
-        assert!((relative - depth).abs() < 0.12, "depth {depth}: needle at {}", hay.needle_at);
+        let intro = model.tokenizer.encode(INTRO).unwrap().len();
+        match depth {
+            0.0 => assert_eq!(hay.needle_at, intro),
+            1.0 => assert!(text.contains(&format!("{} is the pass key.\nWhat is the pass key?", hay.key))),
+            _ => {
+                let middle = (intro + hay.answer_at()) / 2;
+                assert!(hay.needle_at.abs_diff(middle) < 40, "depth {depth}: needle at {} of {length}", hay.needle_at);
+            }
+        }
     }
 }
 
