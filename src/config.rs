@@ -51,8 +51,8 @@ pub struct Config {
 
 impl Config {
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let config: Config = serde_json::from_str(text)
-            .map_err(|e| Error::Config(format!("config.json: {e}")))?;
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -84,17 +84,29 @@ impl Config {
             )));
         }
         if self.head_dim % 2 != 0 {
-            return Err(Error::Config(format!("head_dim ({}) must be even for RoPE", self.head_dim)));
+            return Err(Error::Config(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_dim
+            )));
         }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
-            return Err(Error::Config(format!("rope_base must be > 1, found {}", self.rope_base)));
+            return Err(Error::Config(format!(
+                "rope_base must be > 1, found {}",
+                self.rope_base
+            )));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
-            return Err(Error::Config(format!("norm_eps must be > 0, found {}", self.norm_eps)));
+            return Err(Error::Config(format!(
+                "norm_eps must be > 0, found {}",
+                self.norm_eps
+            )));
         }
         // Token ids travel as u32 and the GPU indexes with u32.
         if self.vocab_size > u32::MAX as usize / self.d_model {
-            return Err(Error::Config(format!("vocab_size {} is too large", self.vocab_size)));
+            return Err(Error::Config(format!(
+                "vocab_size {} is too large",
+                self.vocab_size
+            )));
         }
         Ok(())
     }

@@ -21,14 +21,20 @@ impl Engine {
         }
         match Self::gpu(Arc::clone(&model), options) {
             Ok(engine) => (engine, None),
-            Err(e) => (Self::Cpu(Reference::new(model, options)), Some(format!("{e}; using the CPU reference"))),
+            Err(e) => (
+                Self::Cpu(Reference::new(model, options)),
+                Some(format!("{e}; using the CPU reference")),
+            ),
         }
     }
 
     /// The GPU engine, or an error when there is no usable adapter.
     pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
         let gpu = Arc::new(pollster::block_on(Gpu::new())?);
-        Ok(Self::Gpu(GpuEngine::new(GpuModel::upload(gpu, model)?, options)))
+        Ok(Self::Gpu(GpuEngine::new(
+            GpuModel::upload(gpu, model)?,
+            options,
+        )))
     }
 
     /// Which device runs the model, for people.

@@ -26,7 +26,10 @@ pub use taps::{MemoryMode, RunOptions, SegmentOutput, Taps};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config: {0}")]
     Config(String),
     #[error("invalid weights: {0}")]

@@ -26,7 +26,11 @@ const DEFAULT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradis
 const CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Parser)]
-#[command(name = "infiniscope", version, about = "Infini-attention made visible: run an Infini-Transformer on a long text")]
+#[command(
+    name = "infiniscope",
+    version,
+    about = "Infini-attention made visible: run an Infini-Transformer on a long text"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,19 +150,41 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Eval { model, text, max_tokens, json } => eval(&model, &text, max_tokens, json),
-        Command::Generate { model, prompt_file, tokens, temperature, seed } => {
-            generate(&model, &prompt_file, tokens, temperature, seed)
-        }
-        Command::Bench { model, text, tokens } => bench(&model, &text, tokens),
-        Command::Passkey { model, lengths, depths, trials, filler, json } => {
-            passkey(&model, &lengths, &depths, trials, filler.as_deref(), json)
-        }
+        Command::Eval {
+            model,
+            text,
+            max_tokens,
+            json,
+        } => eval(&model, &text, max_tokens, json),
+        Command::Generate {
+            model,
+            prompt_file,
+            tokens,
+            temperature,
+            seed,
+        } => generate(&model, &prompt_file, tokens, temperature, seed),
+        Command::Bench {
+            model,
+            text,
+            tokens,
+        } => bench(&model, &text, tokens),
+        Command::Passkey {
+            model,
+            lengths,
+            depths,
+            trials,
+            filler,
+            json,
+        } => passkey(&model, &lengths, &depths, trials, filler.as_deref(), json),
         Command::RandomModel { out, seed, text } => {
             let text = read_text(&text)?;
             let model = Model::random(infiniscope::model::tiny_config(), seed, &text)?;
             model.save(&out, StoredDtype::F32)?;
-            println!("wrote {} ({} parameters)", out.display(), model.config.n_params());
+            println!(
+                "wrote {} ({} parameters)",
+                out.display(),
+                model.config.n_params()
+            );
             Ok(())
         }
     }
@@ -180,7 +206,10 @@ fn load(args: &ModelArgs) -> Result<(Arc<Model>, RunOptions), Error> {
 }
 
 fn open(path: &Path) -> Result<File, Error> {
-    File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// A small text read whole (prompts, tokenizer training), with the same UTF-8 check.
@@ -219,17 +248,27 @@ struct SegmentResult {
     loss: Option<f32>,
 }
 
-fn eval(args: &ModelArgs, path: &Path, max_tokens: Option<usize>, as_json: bool) -> Result<(), Error> {
+fn eval(
+    args: &ModelArgs,
+    path: &Path,
+    max_tokens: Option<usize>,
+    as_json: bool,
+) -> Result<(), Error> {
     let (model, options) = load(args)?;
     let c = &model.config;
     let mut engine = engine(&model, options, args.cpu);
     let file = open(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = ProgressBar::new(size).with_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").expect("a valid template"),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+            .expect("a valid template"),
     );
     let limit = max_tokens.unwrap_or(usize::MAX);
-    let taps = Taps { loss: true, memory_share: true, ..Taps::default() };
+    let taps = Taps {
+        loss: true,
+        memory_share: true,
+        ..Taps::default()
+    };
     let (l, h) = (c.n_layers, c.n_heads);
     let mut share_sum = vec![0.0f64; l * h];
     let mut results = Vec::new();
@@ -253,7 +292,9 @@ fn eval(args: &ModelArgs, path: &Path, max_tokens: Option<usize>, as_json: bool)
     let mut segmenter = Segmenter::new(c.segment_len);
     let mut chunks = TextChunks::new(BufReader::new(file), CHUNK_BYTES);
     while n_tokens < limit {
-        let Some(chunk) = chunks.next().transpose()? else { break };
+        let Some(chunk) = chunks.next().transpose()? else {
+            break;
+        };
         let mut tokens = model.tokenizer.encode(&chunk)?;
         tokens.truncate(limit - n_tokens);
         n_tokens += tokens.len();
@@ -275,7 +316,9 @@ fn eval(args: &ModelArgs, path: &Path, max_tokens: Option<usize>, as_json: bool)
         run(segment, &mut engine)?;
     }
     progress.finish_and_clear();
-    report(&model, &options, &engine, path, n_tokens, &results, &share_sum, as_json);
+    report(
+        &model, &options, &engine, path, n_tokens, &results, &share_sum, as_json,
+    );
     Ok(())
 }
 
@@ -335,21 +378,38 @@ fn report(
             "kv_cache_bytes": kv_bytes,
             "compression": kv_bytes as f64 / memory_bytes as f64,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("JSON values serialise")
+        );
         return;
     }
     println!("model: {}", describe(model, options));
     println!("engine: {}", engine.describe());
-    println!("text: {} → {n_tokens} tokens in {} segments", path.display(), results.len());
+    println!(
+        "text: {} → {n_tokens} tokens in {} segments",
+        path.display(),
+        results.len()
+    );
     println!();
-    println!("{:>8} {:>7} {:>8} {:>10}", "segment", "tokens", "loss", "perplexity");
+    println!(
+        "{:>8} {:>7} {:>8} {:>10}",
+        "segment", "tokens", "loss", "perplexity"
+    );
     // Long texts: at most 40 rows, each the token-weighted mean of consecutive segments.
     let per_row = results.len().div_ceil(40);
     for rows in results.chunks(per_row) {
         let (first, last) = (rows[0].index, rows[rows.len() - 1].index);
-        let label = if first == last { first.to_string() } else { format!("{first}-{last}") };
+        let label = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
         let tokens: usize = rows.iter().map(|r| r.tokens).sum();
-        let scored: Vec<(f32, usize)> = rows.iter().filter_map(|r| r.loss.map(|l| (l, r.targets))).collect();
+        let scored: Vec<(f32, usize)> = rows
+            .iter()
+            .filter_map(|r| r.loss.map(|l| (l, r.targets)))
+            .collect();
         let weight: usize = scored.iter().map(|(_, t)| t).sum();
         if weight == 0 {
             println!("{label:>8} {tokens:>7} {:>8} {:>10}", "-", "-");
@@ -358,7 +418,10 @@ fn report(
         let loss = scored.iter().map(|(l, t)| l * *t as f32).sum::<f32>() / weight as f32;
         println!("{label:>8} {tokens:>7} {loss:>8.4} {:>10.2}", loss.exp());
     }
-    println!("overall: loss {mean_loss:.4} nats, perplexity {:.2} over {predicted} predicted tokens", mean_loss.exp());
+    println!(
+        "overall: loss {mean_loss:.4} nats, perplexity {:.2} over {predicted} predicted tokens",
+        mean_loss.exp()
+    );
     println!();
     println!("gates g = sigmoid(β) and mean memory share per head ({} if g < {LOCAL_BELOW}, {} if g > {MEMORY_ABOVE}, else {}):",
         HeadKind::SpecializedLocal.label(), HeadKind::SpecializedMemory.label(), HeadKind::Mixer.label());
@@ -370,7 +433,11 @@ fn report(
             .map(|(h, &g)| {
                 let kind = HeadKind::of_gate(g);
                 counts[kind as usize] += 1;
-                format!("{g:.3} {:<18} share {:.3}", kind.label(), mean_share[l * c.n_heads + h])
+                format!(
+                    "{g:.3} {:<18} share {:.3}",
+                    kind.label(),
+                    mean_share[l * c.n_heads + h]
+                )
             })
             .collect();
         println!("  layer {l}: {}", cells.join(" | "));
@@ -399,13 +466,22 @@ fn bytes(n: usize) -> String {
     }
 }
 
-fn generate(args: &ModelArgs, prompt: &Path, count: usize, temperature: f32, seed: u64) -> Result<(), Error> {
+fn generate(
+    args: &ModelArgs,
+    prompt: &Path,
+    count: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<(), Error> {
     let (model, options) = load(args)?;
     let n = model.config.segment_len;
     let prompt_text = read_text(prompt)?;
     let mut context = model.tokenizer.encode(&prompt_text)?;
     if context.is_empty() {
-        return Err(Error::Text(format!("{} is empty: nothing to continue", prompt.display())));
+        return Err(Error::Text(format!(
+            "{} is empty: nothing to continue",
+            prompt.display()
+        )));
     }
     let mut engine = engine(&model, options, args.cpu);
     eprintln!("engine: {}", engine.describe());
@@ -413,7 +489,15 @@ fn generate(args: &ModelArgs, prompt: &Path, count: usize, temperature: f32, see
     let mut index = 0;
     while context.len() > n {
         let rest = context.split_off(n);
-        engine.segment(&Segment { index, tokens: context, targets: Vec::new(), commit: true }, Taps::default())?;
+        engine.segment(
+            &Segment {
+                index,
+                tokens: context,
+                targets: Vec::new(),
+                commit: true,
+            },
+            Taps::default(),
+        )?;
         context = rest;
         index += 1;
     }
@@ -424,8 +508,19 @@ fn generate(args: &ModelArgs, prompt: &Path, count: usize, temperature: f32, see
     for _ in 0..count {
         // The open segment is re-run as it grows, and written to memory once full.
         let commit = context.len() == n;
-        let segment = Segment { index, tokens: context.clone(), targets: Vec::new(), commit };
-        let out = engine.segment(&segment, Taps { logits: true, ..Taps::default() })?;
+        let segment = Segment {
+            index,
+            tokens: context.clone(),
+            targets: Vec::new(),
+            commit,
+        };
+        let out = engine.segment(
+            &segment,
+            Taps {
+                logits: true,
+                ..Taps::default()
+            },
+        )?;
         let logits = out.logits.expect("logits tapped");
         let last = &logits[(context.len() - 1) * model.config.vocab_size..];
         let next = sample(last, temperature, &mut rng);
@@ -437,7 +532,10 @@ fn generate(args: &ModelArgs, prompt: &Path, count: usize, temperature: f32, see
         generated.push(next);
         let text = model.tokenizer.decode(&generated)?;
         // Byte-level BPE can split a character over tokens: print only whole ones.
-        if let Some(new) = text.strip_prefix(printed.as_str()).filter(|s| !s.ends_with('\u{fffd}')) {
+        if let Some(new) = text
+            .strip_prefix(printed.as_str())
+            .filter(|s| !s.ends_with('\u{fffd}'))
+        {
             print!("{new}");
             let _ = stdout.flush();
             printed = text;
@@ -452,7 +550,10 @@ fn sample(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
     if temperature <= 0.0 {
         return logits.iter().position(|&v| v == max).unwrap_or(0) as u32;
     }
-    let weights: Vec<f32> = logits.iter().map(|v| ((v - max) / temperature).exp()).collect();
+    let weights: Vec<f32> = logits
+        .iter()
+        .map(|v| ((v - max) / temperature).exp())
+        .collect();
     let mut pick = rng.random::<f32>() * weights.iter().sum::<f32>();
     for (i, w) in weights.iter().enumerate() {
         pick -= w;
@@ -476,25 +577,46 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
     }
     tokens.truncate(count);
     if tokens.len() < 2 {
-        return Err(Error::Text(format!("{} has fewer than two tokens", path.display())));
+        return Err(Error::Text(format!(
+            "{} has fewer than two tokens",
+            path.display()
+        )));
     }
     let segments = infiniscope::segment::segments(&tokens, model.config.segment_len);
-    let taps = Taps { loss: true, ..Taps::default() };
+    let taps = Taps {
+        loss: true,
+        ..Taps::default()
+    };
     println!("model: {}", describe(&model, &options));
-    println!("text: {} tokens of {} in {} segments", tokens.len(), path.display(), segments.len());
+    println!(
+        "text: {} tokens of {} in {} segments",
+        tokens.len(),
+        path.display(),
+        segments.len()
+    );
     let mut rows = Vec::new();
-    for mut engine in [Engine::gpu(Arc::clone(&model), options)?, Engine::new(Arc::clone(&model), options, true).0] {
+    for mut engine in [
+        Engine::gpu(Arc::clone(&model), options)?,
+        Engine::new(Arc::clone(&model), options, true).0,
+    ] {
         // One untimed segment compiles the GPU pipelines.
         engine.segment(&segments[0], taps)?;
         engine.reset();
         let start = Instant::now();
         let mut loss = 0.0;
         for segment in &segments {
-            loss += engine.segment(segment, taps)?.mean_loss().unwrap_or(0.0) * segment.targets.len() as f32;
+            loss += engine.segment(segment, taps)?.mean_loss().unwrap_or(0.0)
+                * segment.targets.len() as f32;
         }
         let seconds = start.elapsed().as_secs_f64();
         let rate = tokens.len() as f64 / seconds;
-        println!("{:<60} {:>9.3} s {:>10.1} tokens/s   loss {:.4}", engine.describe(), seconds, rate, loss / (tokens.len() - 1) as f32);
+        println!(
+            "{:<60} {:>9.3} s {:>10.1} tokens/s   loss {:.4}",
+            engine.describe(),
+            seconds,
+            rate,
+            loss / (tokens.len() - 1) as f32
+        );
         if let Engine::Gpu(gpu) = &engine {
             println!(
                 "{:<60} {} dispatches and 1 submission per segment of {} tokens",
@@ -509,35 +631,70 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn passkey(args: &ModelArgs, lengths: &[usize], depths: &[f32], trials: usize, filler: Option<&Path>, as_json: bool) -> Result<(), Error> {
+fn passkey(
+    args: &ModelArgs,
+    lengths: &[usize],
+    depths: &[f32],
+    trials: usize,
+    filler: Option<&Path>,
+    as_json: bool,
+) -> Result<(), Error> {
     let (model, options) = load(args)?;
     let filler_tokens = match filler {
         Some(path) => model.tokenizer.encode(&read_text(path)?)?,
         None => model.tokenizer.encode(infiniscope::passkey::REPETITIVE)?,
     };
     let mut engine = engine(&model, options, args.cpu);
-    let taps = Taps { loss: true, ..Taps::default() };
+    let taps = Taps {
+        loss: true,
+        ..Taps::default()
+    };
     let mut rows = Vec::new();
     for &length in lengths {
         for &depth in depths {
             let (mut right, mut exact) = (0, 0);
             for trial in 0..trials {
-                let key = (trial as u32 * 7919 + length as u32 * 31 + (depth * 1000.0) as u32) * 104_729 % 100_000;
-                let hay = infiniscope::passkey::build(&model.tokenizer, length, depth, key, &filler_tokens)?;
+                let key = (trial as u32 * 7919 + length as u32 * 31 + (depth * 1000.0) as u32)
+                    * 104_729
+                    % 100_000;
+                let hay = infiniscope::passkey::build(
+                    &model.tokenizer,
+                    length,
+                    depth,
+                    key,
+                    &filler_tokens,
+                )?;
                 engine.reset();
                 let mut argmax = Vec::with_capacity(length);
-                for segment in infiniscope::segment::segments(&hay.tokens, model.config.segment_len) {
-                    argmax.extend(engine.segment(&segment, taps)?.argmax.expect("argmax tapped"));
+                for segment in infiniscope::segment::segments(&hay.tokens, model.config.segment_len)
+                {
+                    argmax.extend(
+                        engine
+                            .segment(&segment, taps)?
+                            .argmax
+                            .expect("argmax tapped"),
+                    );
                 }
                 let at = hay.answer_at();
-                let hits = (at..length).filter(|&i| argmax[i - 1] == hay.tokens[i]).count();
+                let hits = (at..length)
+                    .filter(|&i| argmax[i - 1] == hay.tokens[i])
+                    .count();
                 right += hits;
                 exact += (hits == length - at) as usize;
             }
             let digits = (trials * infiniscope::passkey::DIGITS) as f64;
-            rows.push((length, depth, right as f64 / digits, exact as f64 / trials as f64));
+            rows.push((
+                length,
+                depth,
+                right as f64 / digits,
+                exact as f64 / trials as f64,
+            ));
             if !as_json {
-                println!("length {length:>7}  depth {depth:.2}  digits right {:.2}  keys exact {:.2}", right as f64 / digits, exact as f64 / trials as f64);
+                println!(
+                    "length {length:>7}  depth {depth:.2}  digits right {:.2}  keys exact {:.2}",
+                    right as f64 / digits,
+                    exact as f64 / trials as f64
+                );
             }
         }
     }
@@ -546,7 +703,13 @@ fn passkey(args: &ModelArgs, lengths: &[usize], depths: &[f32], trials: usize, f
             .iter()
             .map(|(l, d, digit, key)| json!({"length": l, "depth": d, "digit_accuracy": digit, "exact": key}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"engine": engine.describe(), "trials": trials, "results": rows})).expect("JSON"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"engine": engine.describe(), "trials": trials, "results": rows})
+            )
+            .expect("JSON")
+        );
     }
     Ok(())
 }

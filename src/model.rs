@@ -20,7 +20,10 @@ pub struct Model {
 
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>, Error> {
     let path = dir.join(name);
-    std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::read(&path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Model {
@@ -52,7 +55,12 @@ impl Model {
                 config.vocab_size
             )));
         }
-        Ok(Self { config, weights, tokenizer, stored_dtype })
+        Ok(Self {
+            config,
+            weights,
+            tokenizer,
+            stored_dtype,
+        })
     }
 
     pub fn save(&self, dir: &Path, dtype: StoredDtype) -> Result<(), Error> {
@@ -63,7 +71,10 @@ impl Model {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let files = [
             (CONFIG_FILE, self.config.to_json().into_bytes()),
-            (WEIGHTS_FILE, self.weights.to_safetensors(&self.config, dtype)),
+            (
+                WEIGHTS_FILE,
+                self.weights.to_safetensors(&self.config, dtype),
+            ),
             (TOKENIZER_FILE, self.tokenizer.to_json()?.into_bytes()),
         ];
         for (name, bytes) in files {
@@ -78,7 +89,13 @@ impl Model {
         self.weights
             .layers
             .iter()
-            .map(|layer| layer.beta.iter().map(|&b| crate::gate::sigmoid(b)).collect())
+            .map(|layer| {
+                layer
+                    .beta
+                    .iter()
+                    .map(|&b| crate::gate::sigmoid(b))
+                    .collect()
+            })
             .collect()
     }
 
@@ -88,7 +105,12 @@ impl Model {
         config.validate()?;
         let tokenizer = Tokenizer::train(text.split_inclusive('\n'), config.vocab_size)?;
         let weights = Weights::random(&config, seed);
-        Ok(Self { config, weights, tokenizer, stored_dtype: StoredDtype::F32 })
+        Ok(Self {
+            config,
+            weights,
+            tokenizer,
+            stored_dtype: StoredDtype::F32,
+        })
     }
 }
 

@@ -8,7 +8,8 @@ use crate::Error;
 pub const INTRO: &str = "There is an important info hidden inside a lot of irrelevant text. \
 Find it and memorize it. I will quiz you about the important information there.\n";
 /// The paper's repetitive filler.
-pub const REPETITIVE: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n";
+pub const REPETITIVE: &str =
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n";
 /// Ends in a space, so each of the five answer digits is a bare digit token.
 pub const QUESTION: &str = "What is the pass key? The pass key is ";
 pub const DIGITS: usize = 5;
@@ -36,18 +37,29 @@ impl Passkey {
 /// Builds a haystack of `length` tokens: the intro, filler tokens (repeated from
 /// `filler`), the needle at `depth` ∈ [0, 1] of the filler, the question and the
 /// key's digits. Fails if `length` cannot hold the fixed parts.
-pub fn build(tokenizer: &Tokenizer, length: usize, depth: f32, key: u32, filler: &[u32]) -> Result<Passkey, Error> {
+pub fn build(
+    tokenizer: &Tokenizer,
+    length: usize,
+    depth: f32,
+    key: u32,
+    filler: &[u32],
+) -> Result<Passkey, Error> {
     let key = format!("{:05}", key % 100_000);
     let intro = tokenizer.encode(INTRO)?;
     let needle_tokens = tokenizer.encode(&needle(&key))?;
     let question = tokenizer.encode(QUESTION)?;
     let answer = tokenizer.encode(&key)?;
     if answer.len() != DIGITS {
-        return Err(Error::Tokenizer(format!("the key {key} is {} tokens, not one per digit", answer.len())));
+        return Err(Error::Tokenizer(format!(
+            "the key {key} is {} tokens, not one per digit",
+            answer.len()
+        )));
     }
     let fixed = intro.len() + needle_tokens.len() + question.len() + DIGITS;
     if length < fixed || filler.is_empty() {
-        return Err(Error::Text(format!("a passkey haystack needs at least {fixed} tokens and some filler")));
+        return Err(Error::Text(format!(
+            "a passkey haystack needs at least {fixed} tokens and some filler"
+        )));
     }
     let fill = length - fixed;
     let before = ((fill as f32) * depth.clamp(0.0, 1.0)).round() as usize;
@@ -59,5 +71,9 @@ pub fn build(tokenizer: &Tokenizer, length: usize, depth: f32, key: u32, filler:
     tokens.extend(question);
     tokens.extend(answer);
     debug_assert_eq!(tokens.len(), length);
-    Ok(Passkey { tokens, key, needle_at })
+    Ok(Passkey {
+        tokens,
+        key,
+        needle_at,
+    })
 }

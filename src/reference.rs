@@ -30,11 +30,20 @@ fn gemm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_strides: (isize, i
     // SAFETY: the asserts above make every index sgemm touches lie inside a, b and c.
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, 1.0,
-            a.as_ptr(), k as isize, 1,
-            b.as_ptr(), b_strides.0, b_strides.1,
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            b_strides.0,
+            b_strides.1,
             0.0,
-            c.as_mut_ptr(), n as isize, 1,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
     c
@@ -123,18 +132,32 @@ pub fn sigma(x: f32) -> f32 {
 
 /// A_mem = σ(Q) M / (σ(Q) z) per head; exactly 0 where there is no memory yet.
 /// `q` is used without position encoding.
-pub fn memory_read(q: &[f32], mem: &LayerMemory, n_heads: usize, head_dim: usize, has_memory: bool) -> Vec<f32> {
+pub fn memory_read(
+    q: &[f32],
+    mem: &LayerMemory,
+    n_heads: usize,
+    head_dim: usize,
+    has_memory: bool,
+) -> Vec<f32> {
     let d = head_dim;
     let mut out = vec![0.0; q.len()];
     if !has_memory {
         return out;
     }
-    for (qt, ot) in q.chunks_exact(n_heads * d).zip(out.chunks_exact_mut(n_heads * d)) {
+    for (qt, ot) in q
+        .chunks_exact(n_heads * d)
+        .zip(out.chunks_exact_mut(n_heads * d))
+    {
         for h in 0..n_heads {
             let sq: Vec<f32> = qt[h * d..(h + 1) * d].iter().map(|&x| sigma(x)).collect();
             let m = &mem.m[h * d * d..(h + 1) * d * d];
             let z = &mem.z[h * d..(h + 1) * d];
-            let den = sq.iter().zip(z).map(|(a, b)| a * b).sum::<f32>().max(MEMORY_EPS);
+            let den = sq
+                .iter()
+                .zip(z)
+                .map(|(a, b)| a * b)
+                .sum::<f32>()
+                .max(MEMORY_EPS);
             for j in 0..d {
                 let num: f32 = (0..d).map(|i| sq[i] * m[i * d + j]).sum();
                 ot[h * d + j] = num / den;
@@ -180,11 +203,20 @@ pub fn memory_write(
 
 /// A = g·A_mem + (1−g)·A_dot with g = sigmoid(β) per head; also returns each
 /// token's memory share per head, `[t][head]`.
-pub fn gate_mix(a_mem: &[f32], a_dot: &[f32], beta: &[f32], head_dim: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn gate_mix(
+    a_mem: &[f32],
+    a_dot: &[f32],
+    beta: &[f32],
+    head_dim: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let n_heads = beta.len();
     let mut out = vec![0.0; a_mem.len()];
     let mut share = Vec::with_capacity(a_mem.len() / head_dim);
-    for (idx, (m, l)) in a_mem.chunks_exact(head_dim).zip(a_dot.chunks_exact(head_dim)).enumerate() {
+    for (idx, (m, l)) in a_mem
+        .chunks_exact(head_dim)
+        .zip(a_dot.chunks_exact(head_dim))
+        .enumerate()
+    {
         let g = crate::gate::sigmoid(beta[idx % n_heads]);
         let (mut norm_m, mut norm_l) = (0.0f32, 0.0f32);
         for j in 0..head_dim {
@@ -194,14 +226,21 @@ pub fn gate_mix(a_mem: &[f32], a_dot: &[f32], beta: &[f32], head_dim: usize) -> 
             norm_l += gl * gl;
         }
         let (norm_m, norm_l) = (norm_m.sqrt(), norm_l.sqrt());
-        share.push(if norm_m + norm_l > 0.0 { norm_m / (norm_m + norm_l) } else { 0.0 });
+        share.push(if norm_m + norm_l > 0.0 {
+            norm_m / (norm_m + norm_l)
+        } else {
+            0.0
+        });
     }
     (out, share)
 }
 
 /// SwiGLU's gating: silu(gate) · up.
 pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
+    gate.iter()
+        .zip(up)
+        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+        .collect()
 }
 
 pub fn add(x: &mut [f32], y: &[f32]) {
@@ -214,10 +253,16 @@ pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[u32]) -> (Vec<f32>
     let mut loss = Vec::with_capacity(targets.len());
     let mut argmax = Vec::new();
     for (t, row) in logits.chunks_exact(vocab).enumerate() {
-        let (best, max) = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+        let (best, max) =
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv {
+                        (i, v)
+                    } else {
+                        (bi, bv)
+                    }
+                });
         argmax.push(best as u32);
         if let Some(&target) = targets.get(t) {
             let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
@@ -238,10 +283,21 @@ pub fn validate_segment(model: &Model, segment: &Segment) -> Result<(), Error> {
         )));
     }
     if segment.targets.len() > n {
-        return Err(Error::Text(format!("{} targets for {n} tokens", segment.targets.len())));
+        return Err(Error::Text(format!(
+            "{} targets for {n} tokens",
+            segment.targets.len()
+        )));
     }
-    if let Some(bad) = segment.tokens.iter().chain(&segment.targets).find(|&&t| t as usize >= config.vocab_size) {
-        return Err(Error::Text(format!("token id {bad} is outside the vocabulary ({})", config.vocab_size)));
+    if let Some(bad) = segment
+        .tokens
+        .iter()
+        .chain(&segment.targets)
+        .find(|&&t| t as usize >= config.vocab_size)
+    {
+        return Err(Error::Text(format!(
+            "token id {bad} is outside the vocabulary ({})",
+            config.vocab_size
+        )));
     }
     Ok(())
 }
@@ -258,7 +314,12 @@ impl Reference {
     pub fn new(model: Arc<Model>, options: RunOptions) -> Self {
         let c = &model.config;
         let memory = vec![LayerMemory::zeros(c.n_heads, c.head_dim); c.n_layers];
-        Self { model, options, memory, segments_written: 0 }
+        Self {
+            model,
+            options,
+            memory,
+            segments_written: 0,
+        }
     }
 
     /// Forgets everything read so far.
@@ -288,7 +349,13 @@ impl Reference {
             let q = matmul(&xn, &layer.wq, n, dm, dm);
             let k = matmul(&xn, &layer.wk, n, dm, dm);
             let v = matmul(&xn, &layer.wv, n, dm, dm);
-            let a_dot = attention(&rope(&q, h, d, c.rope_base), &rope(&k, h, d, c.rope_base), &v, h, d);
+            let a_dot = attention(
+                &rope(&q, h, d, c.rope_base),
+                &rope(&k, h, d, c.rope_base),
+                &v,
+                h,
+                d,
+            );
             let a_mem = memory_read(&q, mem, h, d, read_memory);
             if segment.commit {
                 memory_write(&k, &v, mem, h, d, self.options.update_rule, has_memory);
@@ -299,13 +366,22 @@ impl Reference {
 
             let xn = rmsnorm(&x, &layer.mlp_norm, c.norm_eps);
             let f = c.mlp_hidden;
-            let hidden = swiglu(&matmul(&xn, &layer.w_gate, n, dm, f), &matmul(&xn, &layer.w_up, n, dm, f));
+            let hidden = swiglu(
+                &matmul(&xn, &layer.w_gate, n, dm, f),
+                &matmul(&xn, &layer.w_up, n, dm, f),
+            );
             add(&mut x, &matmul(&hidden, &layer.w_down, n, f, dm));
         }
         if segment.commit {
             self.segments_written += 1;
         }
-        let logits = matmul_bt(&rmsnorm(&x, &model.weights.final_norm, c.norm_eps), &model.weights.embed, n, dm, c.vocab_size);
+        let logits = matmul_bt(
+            &rmsnorm(&x, &model.weights.final_norm, c.norm_eps),
+            &model.weights.embed,
+            n,
+            dm,
+            c.vocab_size,
+        );
         let (loss, argmax) = cross_entropy(&logits, c.vocab_size, &segment.targets);
         Ok(SegmentOutput {
             n_tokens: n,

@@ -12,7 +12,11 @@ pub struct Segmenter {
 impl Segmenter {
     pub fn new(segment_len: usize) -> Self {
         assert!(segment_len > 0, "segment length must be positive");
-        Self { segment_len, buffer: Vec::new(), next_index: 0 }
+        Self {
+            segment_len,
+            buffer: Vec::new(),
+            next_index: 0,
+        }
     }
 
     /// Feeds more of the text; returns the segments that are now complete.

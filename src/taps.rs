@@ -22,7 +22,10 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn for_config(config: &crate::Config) -> Self {
-        Self { update_rule: config.update_rule, memory: MemoryMode::On }
+        Self {
+            update_rule: config.update_rule,
+            memory: MemoryMode::On,
+        }
     }
 }
 
@@ -37,7 +40,12 @@ pub struct Taps {
 }
 
 impl Taps {
-    pub const ALL: Taps = Taps { logits: true, loss: true, memory: true, memory_share: true };
+    pub const ALL: Taps = Taps {
+        logits: true,
+        loss: true,
+        memory: true,
+        memory_share: true,
+    };
 }
 
 /// One segment's input: its tokens and, for as many leading positions as are known,
@@ -63,7 +71,10 @@ pub struct LayerMemory {
 
 impl LayerMemory {
     pub fn zeros(heads: usize, head_dim: usize) -> Self {
-        Self { m: vec![0.0; heads * head_dim * head_dim], z: vec![0.0; heads * head_dim] }
+        Self {
+            m: vec![0.0; heads * head_dim * head_dim],
+            z: vec![0.0; heads * head_dim],
+        }
     }
 }
 

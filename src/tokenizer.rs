@@ -6,11 +6,11 @@ use std::io::Read;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
-use tokenizers::{DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::TokenizerBuilder;
+use tokenizers::{DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper};
 
 use crate::Error;
 
@@ -39,7 +39,12 @@ impl Tokenizer {
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
-        Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode_fast(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String, Error> {
@@ -64,11 +69,11 @@ impl Tokenizer {
             PostProcessorWrapper,
             DecoderWrapper,
         >::new()
-            .with_model(BPE::default().into())
-            .with_pre_tokenizer(Some(pre_tokenizer.into()))
-            .with_decoder(Some(ByteLevel::default().into()))
-            .build()
-            .map_err(tok_err)?;
+        .with_model(BPE::default().into())
+        .with_pre_tokenizer(Some(pre_tokenizer.into()))
+        .with_decoder(Some(ByteLevel::default().into()))
+        .build()
+        .map_err(tok_err)?;
         let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
         let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
@@ -97,7 +102,13 @@ pub struct TextChunks<R> {
 
 impl<R: Read> TextChunks<R> {
     pub fn new(reader: R, chunk_bytes: usize) -> Self {
-        Self { reader, chunk_bytes: chunk_bytes.max(16), pending: Vec::new(), consumed: 0, eof: false }
+        Self {
+            reader,
+            chunk_bytes: chunk_bytes.max(16),
+            pending: Vec::new(),
+            consumed: 0,
+            eof: false,
+        }
     }
 
     fn fill(&mut self) -> Result<(), Error> {
@@ -153,7 +164,9 @@ impl<R: Read> TextChunks<R> {
 fn word_boundary(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     (1..bytes.len().saturating_sub(1)).rev().find(|&i| {
-        bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace() && !bytes[i + 1].is_ascii_whitespace()
+        bytes[i] == b' '
+            && !bytes[i - 1].is_ascii_whitespace()
+            && !bytes[i + 1].is_ascii_whitespace()
     })
 }
 

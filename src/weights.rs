@@ -42,7 +42,16 @@ pub enum StoredDtype {
 }
 
 const LAYER_TENSORS: [&str; 10] = [
-    "attn_norm", "wq", "wk", "wv", "wo", "beta", "mlp_norm", "w_gate", "w_up", "w_down",
+    "attn_norm",
+    "wq",
+    "wk",
+    "wv",
+    "wo",
+    "beta",
+    "mlp_norm",
+    "w_gate",
+    "w_up",
+    "w_down",
 ];
 
 fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
@@ -174,7 +183,12 @@ impl Weights {
             }
             Ok(values)
         };
-        let shape_of = |name: &str| specs.iter().find(|(s, _)| s == name).map(|(_, sh)| sh.clone());
+        let shape_of = |name: &str| {
+            specs
+                .iter()
+                .find(|(s, _)| s == name)
+                .map(|(_, sh)| sh.clone())
+        };
         let embed = read("embed", &shape_of("embed").unwrap())?;
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
@@ -184,7 +198,14 @@ impl Weights {
             })?);
         }
         let final_norm = read("final_norm", &shape_of("final_norm").unwrap())?;
-        Ok((Self { embed, layers, final_norm }, dtype))
+        Ok((
+            Self {
+                embed,
+                layers,
+                final_norm,
+            },
+            dtype,
+        ))
     }
 
     /// Serialises to safetensors, with values rounded to `dtype`.
@@ -241,6 +262,10 @@ impl Weights {
                 w_down: uniform(f * d, fan(f)),
             })
             .collect();
-        Self { embed, layers, final_norm: vec![1.0; d] }
+        Self {
+            embed,
+            layers,
+            final_norm: vec![1.0; d],
+        }
     }
 }

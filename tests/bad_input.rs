@@ -13,7 +13,9 @@ use infiniscope::{Model, UpdateRule};
 
 fn saved_model(dtype: StoredDtype) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    model(odd_config(UpdateRule::Delta), 31).save(dir.path(), dtype).unwrap();
+    model(odd_config(UpdateRule::Delta), 31)
+        .save(dir.path(), dtype)
+        .unwrap();
     dir
 }
 
@@ -26,7 +28,8 @@ fn load_error(dir: &Path) -> String {
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = dir.join(CONFIG_FILE);
-    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     edit(&mut value);
     std::fs::write(path, value.to_string()).unwrap();
 }
@@ -41,14 +44,20 @@ fn f32_and_f16_models_round_trip() {
         assert_eq!(loaded.config, original.config);
         let (a, b) = (&loaded.weights.layers[1].wv, &original.weights.layers[1].wv);
         let tolerance = if dtype == StoredDtype::F32 { 0.0 } else { 1e-3 };
-        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance * y.abs().max(1.0)));
+        assert!(a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tolerance * y.abs().max(1.0)));
     }
 }
 
 #[test]
 fn missing_folder_and_files_name_the_path() {
     let err = load_error(Path::new("/nonexistent/model"));
-    assert!(err.contains("/nonexistent/model") && err.contains("no such model folder"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("no such model folder"),
+        "{err}"
+    );
     for file in [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE] {
         let dir = saved_model(StoredDtype::F32);
         std::fs::remove_file(dir.path().join(file)).unwrap();
@@ -65,11 +74,21 @@ fn corrupt_and_truncated_weights_are_reported() {
 
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("invalid weights") && err.contains("safetensors"), "truncated: {err}");
+    assert!(
+        err.contains("invalid weights") && err.contains("safetensors"),
+        "truncated: {err}"
+    );
 
-    std::fs::write(&path, b"\x07\x00\x00\x00\x00\x00\x00\x00garbage and more garbage").unwrap();
+    std::fs::write(
+        &path,
+        b"\x07\x00\x00\x00\x00\x00\x00\x00garbage and more garbage",
+    )
+    .unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("not a readable safetensors file"), "garbage: {err}");
+    assert!(
+        err.contains("not a readable safetensors file"),
+        "garbage: {err}"
+    );
 
     std::fs::write(&path, []).unwrap();
     assert!(load_error(dir.path()).contains("safetensors"));
@@ -80,7 +99,10 @@ fn shape_mismatch_names_tensor_and_both_shapes() {
     let dir = saved_model(StoredDtype::F32);
     edit_config(dir.path(), |c| c["mlp_hidden"] = 80.into());
     let err = load_error(dir.path());
-    assert!(err.contains("layers.0.w_gate") && err.contains("[48, 80]") && err.contains("[48, 75]"), "{err}");
+    assert!(
+        err.contains("layers.0.w_gate") && err.contains("[48, 80]") && err.contains("[48, 75]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -124,12 +146,19 @@ fn corrupt_tokenizer_and_oversized_vocabulary_are_reported() {
 
     let dir = saved_model(StoredDtype::F32);
     let bigger = Model::random(
-        infiniscope::Config { vocab_size: 400, ..odd_config(UpdateRule::Delta) },
+        infiniscope::Config {
+            vocab_size: 400,
+            ..odd_config(UpdateRule::Delta)
+        },
         1,
         &common::TRAINING_TEXT.repeat(20),
     )
     .unwrap();
-    std::fs::write(dir.path().join(TOKENIZER_FILE), bigger.tokenizer.to_json().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join(TOKENIZER_FILE),
+        bigger.tokenizer.to_json().unwrap(),
+    )
+    .unwrap();
     let err = load_error(dir.path());
     assert!(err.contains("tokens but the model only 301"), "{err}");
 }
@@ -147,11 +176,16 @@ fn non_finite_weights_are_rejected() {
 fn invalid_utf8_is_reported_with_its_offset() {
     let mut text = b"Of Mans First Disobedience ".repeat(100);
     text.extend_from_slice(b"\xff\xfe and the Fruit");
-    let err = TextChunks::new(&text[..], 64).collect::<Result<String, _>>().unwrap_err().to_string();
+    let err = TextChunks::new(&text[..], 64)
+        .collect::<Result<String, _>>()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("invalid UTF-8 at byte 2700"), "{err}");
     // A character cut by a chunk boundary is not an error.
     let emoji = "🦀 e\u{301}".repeat(50);
-    let joined: String = TextChunks::new(emoji.as_bytes(), 7).collect::<Result<_, _>>().unwrap();
+    let joined: String = TextChunks::new(emoji.as_bytes(), 7)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(joined, emoji);
 }
 

@@ -7,14 +7,21 @@ use std::process::{Command, Output};
 const BIN: &str = env!("CARGO_BIN_EXE_infiniscope");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("the binary runs")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn eval_json(text: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["eval", "--json", "--text", text.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
@@ -30,10 +37,19 @@ fn eval_on_gpu_and_cpu_agree() {
     let text = short_text();
     let gpu = eval_json(text.path(), &[]);
     let cpu = eval_json(text.path(), &["--cpu"]);
-    assert!(gpu["engine"].as_str().unwrap().starts_with("GPU"), "{}", gpu["engine"]);
+    assert!(
+        gpu["engine"].as_str().unwrap().starts_with("GPU"),
+        "{}",
+        gpu["engine"]
+    );
     assert_eq!(cpu["engine"], "CPU reference");
     assert!(gpu["segments"].as_array().unwrap().len() >= 8);
-    for (g, c) in gpu["segments"].as_array().unwrap().iter().zip(cpu["segments"].as_array().unwrap()) {
+    for (g, c) in gpu["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cpu["segments"].as_array().unwrap())
+    {
         let (g, c) = (g["loss"].as_f64().unwrap(), c["loss"].as_f64().unwrap());
         assert!((g - c).abs() <= 1e-3 * c.abs(), "{g} vs {c}");
     }
@@ -62,7 +78,15 @@ fn human_report_has_the_tables() {
     let text = short_text();
     let out = run(&["eval", "--text", text.path().to_str().unwrap()]);
     let stdout = String::from_utf8(out.stdout).unwrap();
-    for needle in ["segment", "perplexity", "overall: loss", "layer 0:", "mixer", "KV cache", "engine: GPU"] {
+    for needle in [
+        "segment",
+        "perplexity",
+        "overall: loss",
+        "layer 0:",
+        "mixer",
+        "KV cache",
+        "engine: GPU",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
 }
@@ -71,10 +95,20 @@ fn human_report_has_the_tables() {
 fn generate_continues_a_prompt_across_segments() {
     let text = short_text();
     for extra in [&[][..], &["--cpu"][..]] {
-        let mut args = vec!["generate", "--prompt-file", text.path().to_str().unwrap(), "--tokens", "40"];
+        let mut args = vec![
+            "generate",
+            "--prompt-file",
+            text.path().to_str().unwrap(),
+            "--tokens",
+            "40",
+        ];
         args.extend_from_slice(extra);
         let out = run(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stdout.is_empty());
     }
 }
@@ -83,7 +117,10 @@ fn expect_failure(args: &[&str], needle: &str) {
     let out = run(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -101,15 +138,32 @@ fn bad_texts_and_models_give_clear_errors() {
     expect_failure(&["eval", "--text", &empty], "is empty");
     expect_failure(&["eval", "--text", &one], "is a single token");
     expect_failure(&["eval", "--text", &binary], "invalid UTF-8 at byte 0");
-    expect_failure(&["eval", "--text", "/no/such/file.txt"], "/no/such/file.txt");
+    expect_failure(
+        &["eval", "--text", "/no/such/file.txt"],
+        "/no/such/file.txt",
+    );
     expect_failure(&["generate", "--prompt-file", &empty], "is empty");
-    expect_failure(&["eval", "--model", dir.path().to_str().unwrap()], "config.json");
+    expect_failure(
+        &["eval", "--model", dir.path().to_str().unwrap()],
+        "config.json",
+    );
 }
 
 #[test]
 fn max_tokens_stops_early_and_counts_exactly() {
-    let value = eval_json(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt")), &["--max-tokens", "100"]);
+    let value = eval_json(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/samples/paradise-lost.txt"
+        )),
+        &["--max-tokens", "100"],
+    );
     assert_eq!(value["tokens"], 100);
-    let tokens: u64 = value["segments"].as_array().unwrap().iter().map(|s| s["tokens"].as_u64().unwrap()).sum();
+    let tokens: u64 = value["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tokens"].as_u64().unwrap())
+        .sum();
     assert_eq!(tokens, 100);
 }

@@ -4,13 +4,18 @@
 mod common;
 
 use common::{assert_close, gpu, random_floats, random_tokens};
+use infiniscope::gpu::kernels::Heads;
 use infiniscope::gpu::{floats, uints, Gpu, Recorder};
 use infiniscope::reference as cpu;
 use infiniscope::taps::LayerMemory;
 use infiniscope::UpdateRule;
 
 /// Records what `record` asks for, runs it, and reads back `outputs` (buffer, floats).
-fn run<'a>(gpu: &'a Gpu, record: impl FnOnce(&mut Recorder<'a>), outputs: &[(&wgpu::Buffer, usize)]) -> Vec<Vec<u8>> {
+fn run<'a>(
+    gpu: &'a Gpu,
+    record: impl FnOnce(&mut Recorder<'a>),
+    outputs: &[(&wgpu::Buffer, usize)],
+) -> Vec<Vec<u8>> {
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let mut rec = Recorder::new(&gpu.kernels);
     record(&mut rec);
@@ -27,7 +32,11 @@ fn embed_gathers_rows() {
     let (n, d, vocab) = (13, 37, 101);
     let table = random_floats(vocab * d, 1.0, 1);
     let tokens = random_tokens(n, vocab, 2);
-    let (t, tb, x) = (gpu.buffer_with("t", &tokens), gpu.buffer_with("table", &table), gpu.buffer("x", n * d * 4));
+    let (t, tb, x) = (
+        gpu.buffer_with("t", &tokens),
+        gpu.buffer_with("table", &table),
+        gpu.buffer("x", n * d * 4),
+    );
     let out = run(&gpu, |rec| rec.embed(&t, &tb, &x, n, d), &[(&x, n * d)]);
     assert_eq!(floats(&out[0]), cpu::embed(&table, &tokens, d));
 }
@@ -38,9 +47,22 @@ fn rmsnorm_matches() {
     let (rows, cols) = (7, 100);
     let x = random_floats(rows * cols, 3.0, 3);
     let w = random_floats(cols, 1.0, 4);
-    let (xb, wb, yb) = (gpu.buffer_with("x", &x), gpu.buffer_with("w", &w), gpu.buffer("y", rows * cols * 4));
-    let out = run(&gpu, |rec| rec.rmsnorm(&xb, &wb, &yb, rows, cols, 1e-5), &[(&yb, rows * cols)]);
-    assert_close("rmsnorm", &floats(&out[0]), &cpu::rmsnorm(&x, &w, 1e-5), 1e-5);
+    let (xb, wb, yb) = (
+        gpu.buffer_with("x", &x),
+        gpu.buffer_with("w", &w),
+        gpu.buffer("y", rows * cols * 4),
+    );
+    let out = run(
+        &gpu,
+        |rec| rec.rmsnorm(&xb, &wb, &yb, rows, cols, 1e-5),
+        &[(&yb, rows * cols)],
+    );
+    assert_close(
+        "rmsnorm",
+        &floats(&out[0]),
+        &cpu::rmsnorm(&x, &w, 1e-5),
+        1e-5,
+    );
 }
 
 #[test]
@@ -60,8 +82,18 @@ fn matmul_and_transposed_matmul_match() {
         },
         &[(&c, m * n), (&ct, m * n)],
     );
-    assert_close("matmul", &floats(&out[0]), &cpu::matmul(&a, &b, m, k, n), 1e-5);
-    assert_close("matmul_bt", &floats(&out[1]), &cpu::matmul_bt(&a, &b, m, k, n), 1e-5);
+    assert_close(
+        "matmul",
+        &floats(&out[0]),
+        &cpu::matmul(&a, &b, m, k, n),
+        1e-5,
+    );
+    assert_close(
+        "matmul_bt",
+        &floats(&out[1]),
+        &cpu::matmul_bt(&a, &b, m, k, n),
+        1e-5,
+    );
 }
 
 #[test]
@@ -70,8 +102,28 @@ fn rope_matches() {
     let (n, heads, d) = (13, 3, 18);
     let x = random_floats(n * heads * d, 2.0, 7);
     let (xb, yb) = (gpu.buffer_with("x", &x), gpu.buffer("y", x.len() * 4));
-    let out = run(&gpu, |rec| rec.rope(&xb, &yb, n, heads, d, 10000.0), &[(&yb, x.len())]);
-    assert_close("rope", &floats(&out[0]), &cpu::rope(&x, heads, d, 10000.0), 1e-5);
+    let out = run(
+        &gpu,
+        |rec| {
+            rec.rope(
+                &xb,
+                &yb,
+                Heads {
+                    n,
+                    n_heads: heads,
+                    head_dim: d,
+                },
+                10000.0,
+            )
+        },
+        &[(&yb, x.len())],
+    );
+    assert_close(
+        "rope",
+        &floats(&out[0]),
+        &cpu::rope(&x, heads, d, 10000.0),
+        1e-5,
+    );
 }
 
 #[test]
@@ -79,11 +131,44 @@ fn causal_attention_matches() {
     let gpu = gpu();
     let (n, heads, d) = (13, 3, 10);
     let len = n * heads * d;
-    let (q, k, v) = (random_floats(len, 2.0, 8), random_floats(len, 2.0, 9), random_floats(len, 1.0, 10));
-    let (qb, kb, vb) = (gpu.buffer_with("q", &q), gpu.buffer_with("k", &k), gpu.buffer_with("v", &v));
-    let (probs, ob) = (gpu.buffer("probs", heads * n * n * 4), gpu.buffer("out", len * 4));
-    let out = run(&gpu, |rec| rec.attention(&qb, &kb, &vb, &probs, &ob, n, heads, d), &[(&ob, len)]);
-    assert_close("attention", &floats(&out[0]), &cpu::attention(&q, &k, &v, heads, d), 1e-5);
+    let (q, k, v) = (
+        random_floats(len, 2.0, 8),
+        random_floats(len, 2.0, 9),
+        random_floats(len, 1.0, 10),
+    );
+    let (qb, kb, vb) = (
+        gpu.buffer_with("q", &q),
+        gpu.buffer_with("k", &k),
+        gpu.buffer_with("v", &v),
+    );
+    let (probs, ob) = (
+        gpu.buffer("probs", heads * n * n * 4),
+        gpu.buffer("out", len * 4),
+    );
+    let out = run(
+        &gpu,
+        |rec| {
+            rec.attention(
+                &qb,
+                &kb,
+                &vb,
+                &probs,
+                &ob,
+                Heads {
+                    n,
+                    n_heads: heads,
+                    head_dim: d,
+                },
+            )
+        },
+        &[(&ob, len)],
+    );
+    assert_close(
+        "attention",
+        &floats(&out[0]),
+        &cpu::attention(&q, &k, &v, heads, d),
+        1e-5,
+    );
 }
 
 /// A memory state as after a few linear writes: M of either sign, z positive.
@@ -100,46 +185,88 @@ fn some_memory(heads: usize, d: usize, seed: u64) -> LayerMemory {
 fn memory_read_matches_and_is_exactly_zero_without_memory() {
     let gpu = gpu();
     let (n, heads, d) = (13, 3, 17);
+    let shape = Heads {
+        n,
+        n_heads: heads,
+        head_dim: d,
+    };
     let mem = some_memory(heads, d, 11);
     let q = random_floats(n * heads * d, 2.0, 12);
-    let (qb, mb, zb) = (gpu.buffer_with("q", &q), gpu.buffer_with("m", &mem.m), gpu.buffer_with("z", &mem.z));
-    let (with, without) = (gpu.buffer("with", q.len() * 4), gpu.buffer("without", q.len() * 4));
+    let (qb, mb, zb) = (
+        gpu.buffer_with("q", &q),
+        gpu.buffer_with("m", &mem.m),
+        gpu.buffer_with("z", &mem.z),
+    );
+    let (with, without) = (
+        gpu.buffer("with", q.len() * 4),
+        gpu.buffer("without", q.len() * 4),
+    );
     let out = run(
         &gpu,
         |rec| {
-            rec.memory_read(&qb, &mb, &zb, &with, n, heads, d, true);
-            rec.memory_read(&qb, &mb, &zb, &without, n, heads, d, false);
+            rec.memory_read(&qb, &mb, &zb, &with, shape, true);
+            rec.memory_read(&qb, &mb, &zb, &without, shape, false);
         },
         &[(&with, q.len()), (&without, q.len())],
     );
-    assert_close("memory read", &floats(&out[0]), &cpu::memory_read(&q, &mem, heads, d, true), 1e-5);
-    assert!(floats(&out[1]).iter().all(|&v| v == 0.0), "no memory must read exactly 0");
+    assert_close(
+        "memory read",
+        &floats(&out[0]),
+        &cpu::memory_read(&q, &mem, heads, d, true),
+        1e-5,
+    );
+    assert!(
+        floats(&out[1]).iter().all(|&v| v == 0.0),
+        "no memory must read exactly 0"
+    );
 }
 
 fn check_memory_write(rule: UpdateRule, has_memory: bool) {
     let gpu = gpu();
     let (n, heads, d) = (13, 3, 17);
-    let start = if has_memory { some_memory(heads, d, 13) } else { LayerMemory::zeros(heads, d) };
+    let shape = Heads {
+        n,
+        n_heads: heads,
+        head_dim: d,
+    };
+    let start = if has_memory {
+        some_memory(heads, d, 13)
+    } else {
+        LayerMemory::zeros(heads, d)
+    };
     let k = random_floats(n * heads * d, 2.0, 14);
     let v = random_floats(n * heads * d, 1.0, 15);
     let (kb, vb) = (gpu.buffer_with("k", &k), gpu.buffer_with("v", &v));
-    let (mb, zb) = (gpu.buffer_with("m", &start.m), gpu.buffer_with("z", &start.z));
+    let (mb, zb) = (
+        gpu.buffer_with("m", &start.m),
+        gpu.buffer_with("z", &start.z),
+    );
     let retrieved = gpu.buffer("retrieved", k.len() * 4);
     let delta = rule == UpdateRule::Delta;
     let out = run(
         &gpu,
         |rec| {
             if delta {
-                rec.memory_read(&kb, &mb, &zb, &retrieved, n, heads, d, has_memory);
+                rec.memory_read(&kb, &mb, &zb, &retrieved, shape, has_memory);
             }
-            rec.memory_write(&kb, &vb, &retrieved, &mb, &zb, n, heads, d, delta);
+            rec.memory_write(&kb, &vb, &retrieved, &mb, &zb, shape, delta);
         },
         &[(&mb, start.m.len()), (&zb, start.z.len())],
     );
     let mut want = start.clone();
     cpu::memory_write(&k, &v, &mut want, heads, d, rule, has_memory);
-    assert_close(&format!("{rule:?} write M"), &floats(&out[0]), &want.m, 1e-5);
-    assert_close(&format!("{rule:?} write z"), &floats(&out[1]), &want.z, 1e-5);
+    assert_close(
+        &format!("{rule:?} write M"),
+        &floats(&out[0]),
+        &want.m,
+        1e-5,
+    );
+    assert_close(
+        &format!("{rule:?} write z"),
+        &floats(&out[1]),
+        &want.z,
+        1e-5,
+    );
 }
 
 #[test]
@@ -161,11 +288,32 @@ fn gate_mix_matches() {
     let len = n * heads * d;
     let (a_mem, a_dot) = (random_floats(len, 1.0, 16), random_floats(len, 1.0, 17));
     let beta = vec![-3.0, 0.25, 4.0];
-    let bufs = [gpu.buffer_with("a_mem", &a_mem), gpu.buffer_with("a_dot", &a_dot), gpu.buffer_with("beta", &beta)];
-    let (ob, share) = (gpu.buffer("out", len * 4), gpu.buffer("share", (5 + n * heads) * 4));
+    let bufs = [
+        gpu.buffer_with("a_mem", &a_mem),
+        gpu.buffer_with("a_dot", &a_dot),
+        gpu.buffer_with("beta", &beta),
+    ];
+    let (ob, share) = (
+        gpu.buffer("out", len * 4),
+        gpu.buffer("share", (5 + n * heads) * 4),
+    );
     let out = run(
         &gpu,
-        |rec| rec.gate_mix(&bufs[0], &bufs[1], &bufs[2], &ob, &share, 5, n, heads, d),
+        |rec| {
+            rec.gate_mix(
+                &bufs[0],
+                &bufs[1],
+                &bufs[2],
+                &ob,
+                &share,
+                5,
+                Heads {
+                    n,
+                    n_heads: heads,
+                    head_dim: d,
+                },
+            )
+        },
         &[(&ob, len), (&share, 5 + n * heads)],
     );
     let (want, want_share) = cpu::gate_mix(&a_mem, &a_dot, &beta, d);
@@ -177,8 +325,17 @@ fn gate_mix_matches() {
 fn swiglu_and_residual_add_match() {
     let gpu = gpu();
     let len = 1001;
-    let (g, u, y) = (random_floats(len, 4.0, 18), random_floats(len, 1.0, 19), random_floats(len, 1.0, 20));
-    let (gb, ub, yb, ob) = (gpu.buffer_with("g", &g), gpu.buffer_with("u", &u), gpu.buffer_with("y", &y), gpu.buffer("o", len * 4));
+    let (g, u, y) = (
+        random_floats(len, 4.0, 18),
+        random_floats(len, 1.0, 19),
+        random_floats(len, 1.0, 20),
+    );
+    let (gb, ub, yb, ob) = (
+        gpu.buffer_with("g", &g),
+        gpu.buffer_with("u", &u),
+        gpu.buffer_with("y", &y),
+        gpu.buffer("o", len * 4),
+    );
     let out = run(
         &gpu,
         |rec| {
@@ -201,9 +358,16 @@ fn loss_and_argmax_match() {
     logits[2 * vocab + 7] = 40.0;
     logits[2 * vocab + 250] = 40.0;
     let targets = random_tokens(n - 1, vocab, 22);
-    let (lb, tb) = (gpu.buffer_with("logits", &logits), gpu.buffer_with("targets", &targets));
+    let (lb, tb) = (
+        gpu.buffer_with("logits", &logits),
+        gpu.buffer_with("targets", &targets),
+    );
     let (loss, argmax) = (gpu.buffer("loss", n * 4), gpu.buffer("argmax", n * 4));
-    let out = run(&gpu, |rec| rec.loss(&lb, &tb, &loss, &argmax, n, n - 1, vocab), &[(&loss, n - 1), (&argmax, n)]);
+    let out = run(
+        &gpu,
+        |rec| rec.loss(&lb, &tb, &loss, &argmax, n, n - 1, vocab),
+        &[(&loss, n - 1), (&argmax, n)],
+    );
     let (want_loss, want_argmax) = cpu::cross_entropy(&logits, vocab, &targets);
     assert_close("loss", &floats(&out[0]), &want_loss, 1e-5);
     assert_eq!(uints(&out[1]), want_argmax);

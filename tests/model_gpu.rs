@@ -13,7 +13,10 @@ use infiniscope::{MemoryMode, Model, RunOptions, UpdateRule};
 
 fn engines(model: &Arc<Model>, options: RunOptions) -> (Reference, GpuEngine) {
     let shared = GpuModel::upload(gpu(), Arc::clone(model)).expect("upload");
-    (Reference::new(Arc::clone(model), options), GpuEngine::new(shared, options))
+    (
+        Reference::new(Arc::clone(model), options),
+        GpuEngine::new(shared, options),
+    )
 }
 
 fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
@@ -23,29 +26,57 @@ fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
     let segments = segments_of(&tokens, c.segment_len);
     assert_eq!(segments.len(), 10);
     assert!(segments.last().unwrap().tokens.len() < c.segment_len);
-    let options = RunOptions { update_rule: rule, memory };
+    let options = RunOptions {
+        update_rule: rule,
+        memory,
+    };
     let (mut cpu, mut gpu) = engines(&model, options);
     for segment in &segments {
         let want = cpu.segment(segment, Taps::ALL).unwrap();
         let got = gpu.segment(segment, Taps::ALL).unwrap();
         let at = format!("{rule:?}, memory {memory:?}, segment {}", segment.index);
-        assert_close(&format!("{at}: logits"), got.logits.as_ref().unwrap(), want.logits.as_ref().unwrap(), 1e-3);
-        assert_close(&format!("{at}: loss"), got.loss.as_ref().unwrap(), want.loss.as_ref().unwrap(), 1e-3);
+        assert_close(
+            &format!("{at}: logits"),
+            got.logits.as_ref().unwrap(),
+            want.logits.as_ref().unwrap(),
+            1e-3,
+        );
+        assert_close(
+            &format!("{at}: loss"),
+            got.loss.as_ref().unwrap(),
+            want.loss.as_ref().unwrap(),
+            1e-3,
+        );
         assert_close(
             &format!("{at}: memory share"),
             got.memory_share.as_ref().unwrap(),
             want.memory_share.as_ref().unwrap(),
             1e-3,
         );
-        for (l, (g, w)) in got.memory.unwrap().iter().zip(want.memory.as_ref().unwrap()).enumerate() {
+        for (l, (g, w)) in got
+            .memory
+            .unwrap()
+            .iter()
+            .zip(want.memory.as_ref().unwrap())
+            .enumerate()
+        {
             assert_close(&format!("{at}: layer {l} M"), &g.m, &w.m, 1e-4);
             assert_close(&format!("{at}: layer {l} z"), &g.z, &w.z, 1e-4);
         }
         // Argmax may only differ between logits that are equal within the tolerance.
         let logits = want.logits.as_ref().unwrap();
-        for (t, (&g, &w)) in got.argmax.unwrap().iter().zip(want.argmax.as_ref().unwrap()).enumerate() {
+        for (t, (&g, &w)) in got
+            .argmax
+            .unwrap()
+            .iter()
+            .zip(want.argmax.as_ref().unwrap())
+            .enumerate()
+        {
             let row = &logits[t * c.vocab_size..(t + 1) * c.vocab_size];
-            assert!((row[g as usize] - row[w as usize]).abs() <= 1e-3 * row[w as usize].abs().max(1.0), "{at}: argmax at {t}");
+            assert!(
+                (row[g as usize] - row[w as usize]).abs() <= 1e-3 * row[w as usize].abs().max(1.0),
+                "{at}: argmax at {t}"
+            );
         }
     }
 }
@@ -72,35 +103,79 @@ fn uncommitted_segment_leaves_memory_alone_and_reset_forgets() {
     let tokens = random_tokens(3 * c.segment_len, c.vocab_size, 6);
     let segments = segments_of(&tokens, c.segment_len);
     let (_, mut gpu) = engines(&model, RunOptions::for_config(c));
-    let taps = Taps { memory: true, logits: true, ..Taps::default() };
+    let taps = Taps {
+        memory: true,
+        logits: true,
+        ..Taps::default()
+    };
     gpu.segment(&segments[0], taps).unwrap();
-    let peek = Segment { commit: false, ..segments[1].clone() };
+    let peek = Segment {
+        commit: false,
+        ..segments[1].clone()
+    };
     let before = gpu.segment(&peek, taps).unwrap();
     let again = gpu.segment(&peek, taps).unwrap();
-    assert_eq!(before.logits, again.logits, "a peek must not change what the next run sees");
+    assert_eq!(
+        before.logits, again.logits,
+        "a peek must not change what the next run sees"
+    );
     assert_eq!(before.memory, again.memory);
     let committed = gpu.segment(&segments[1], taps).unwrap();
-    assert_eq!(committed.logits, before.logits, "the write happens after the read");
-    assert!(relative_error(&committed.memory.as_ref().unwrap()[0].m, &before.memory.as_ref().unwrap()[0].m) > 1e-3);
+    assert_eq!(
+        committed.logits, before.logits,
+        "the write happens after the read"
+    );
+    assert!(
+        relative_error(
+            &committed.memory.as_ref().unwrap()[0].m,
+            &before.memory.as_ref().unwrap()[0].m
+        ) > 1e-3
+    );
 
     gpu.reset();
     let fresh = gpu.segment(&segments[0], taps).unwrap();
     let (_, mut other) = engines(&model, RunOptions::for_config(c));
-    assert_eq!(fresh.logits, other.segment(&segments[0], taps).unwrap().logits);
+    assert_eq!(
+        fresh.logits,
+        other.segment(&segments[0], taps).unwrap().logits
+    );
 }
 
 #[test]
 fn gpu_engine_rejects_bad_segments() {
     let model = model(odd_config(UpdateRule::Delta), 7);
     let (_, mut gpu) = engines(&model, RunOptions::for_config(&model.config));
-    let too_long = Segment { index: 0, tokens: vec![1; 14], targets: vec![], commit: true };
-    let out_of_vocab = Segment { index: 0, tokens: vec![301], targets: vec![], commit: true };
-    let empty = Segment { index: 0, tokens: vec![], targets: vec![], commit: true };
+    let too_long = Segment {
+        index: 0,
+        tokens: vec![1; 14],
+        targets: vec![],
+        commit: true,
+    };
+    let out_of_vocab = Segment {
+        index: 0,
+        tokens: vec![301],
+        targets: vec![],
+        commit: true,
+    };
+    let empty = Segment {
+        index: 0,
+        tokens: vec![],
+        targets: vec![],
+        commit: true,
+    };
     for bad in [too_long, out_of_vocab, empty] {
         let err = gpu.segment(&bad, Taps::ALL).unwrap_err().to_string();
-        assert!(err.contains("segment holds") || err.contains("outside the vocabulary"), "{err}");
+        assert!(
+            err.contains("segment holds") || err.contains("outside the vocabulary"),
+            "{err}"
+        );
     }
     // The engine still works afterwards.
-    let ok = Segment { index: 0, tokens: vec![1, 2, 3], targets: vec![2, 3], commit: true };
+    let ok = Segment {
+        index: 0,
+        tokens: vec![1, 2, 3],
+        targets: vec![2, 3],
+        commit: true,
+    };
     assert_eq!(gpu.segment(&ok, Taps::ALL).unwrap().loss.unwrap().len(), 2);
 }

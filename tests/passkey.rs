@@ -5,7 +5,8 @@ use infiniscope::passkey::{build, DIGITS, INTRO, REPETITIVE};
 use infiniscope::Model;
 
 fn bundled() -> Model {
-    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny")).unwrap()
+    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny"))
+        .unwrap()
 }
 
 #[test]
@@ -20,16 +21,29 @@ fn haystacks_have_the_asked_length_and_end_in_the_key() {
         assert_eq!(answer.len(), DIGITS);
         assert_eq!(model.tokenizer.decode(answer).unwrap(), hay.key);
         let text = model.tokenizer.decode(&hay.tokens).unwrap();
-        assert!(text.ends_with(&format!("What is the pass key? The pass key is {}", hay.key)), "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "What is the pass key? The pass key is {}",
+                hay.key
+            )),
+            "{text}"
+        );
         assert!(text.contains(&format!("The pass key is {}. Remember it.", hay.key)));
         // Depth 0 puts the needle right after the intro; depth 1 right before the question.
         let intro = model.tokenizer.encode(INTRO).unwrap().len();
         match depth {
             0.0 => assert_eq!(hay.needle_at, intro),
-            1.0 => assert!(text.contains(&format!("{} is the pass key.\nWhat is the pass key?", hay.key))),
+            1.0 => assert!(text.contains(&format!(
+                "{} is the pass key.\nWhat is the pass key?",
+                hay.key
+            ))),
             _ => {
                 let middle = (intro + hay.answer_at()) / 2;
-                assert!(hay.needle_at.abs_diff(middle) < 40, "depth {depth}: needle at {} of {length}", hay.needle_at);
+                assert!(
+                    hay.needle_at.abs_diff(middle) < 40,
+                    "depth {depth}: needle at {} of {length}",
+                    hay.needle_at
+                );
             }
         }
     }
@@ -39,6 +53,8 @@ fn haystacks_have_the_asked_length_and_end_in_the_key() {
 fn too_short_haystacks_are_refused() {
     let model = bundled();
     let filler = model.tokenizer.encode(REPETITIVE).unwrap();
-    let err = build(&model.tokenizer, 20, 0.5, 1, &filler).unwrap_err().to_string();
+    let err = build(&model.tokenizer, 20, 0.5, 1, &filler)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs at least"), "{err}");
 }

@@ -39,7 +39,11 @@ fn streaming_in_uneven_pieces_equals_one_call() {
             }
             rest = tail;
         }
-        streamed.extend(segmenter.finish().map(|s| engine.segment(&s, Taps::ALL).unwrap()));
+        streamed.extend(
+            segmenter
+                .finish()
+                .map(|s| engine.segment(&s, Taps::ALL).unwrap()),
+        );
         assert_eq!(streamed, whole, "{rule:?}");
     }
 }
@@ -56,11 +60,23 @@ fn changing_a_later_token_never_changes_an_earlier_logit() {
         let mut edited = tokens.clone();
         edited[changed] = (edited[changed] + 1) % c.vocab_size as u32;
         let after = run_all(&model, RunOptions::for_config(c), &edited);
-        let flat = |outs: &[SegmentOutput]| -> Vec<f32> { outs.iter().flat_map(|o| o.logits.clone().unwrap()).collect() };
+        let flat = |outs: &[SegmentOutput]| -> Vec<f32> {
+            outs.iter()
+                .flat_map(|o| o.logits.clone().unwrap())
+                .collect()
+        };
         let (a, b) = (flat(&before), flat(&after));
         let split = changed * c.vocab_size;
-        assert_eq!(a[..split], b[..split], "logits before position {changed} changed");
-        assert_ne!(a[split..], b[split..], "the edit must change something (else this test checks nothing)");
+        assert_eq!(
+            a[..split],
+            b[..split],
+            "logits before position {changed} changed"
+        );
+        assert_ne!(
+            a[split..],
+            b[split..],
+            "the edit must change something (else this test checks nothing)"
+        );
     }
 }
 
@@ -68,16 +84,41 @@ fn changing_a_later_token_never_changes_an_earlier_logit() {
 fn first_segment_reads_exactly_zero_memory() {
     let mem = LayerMemory::zeros(3, 16);
     let q = random_floats(13 * 48, 3.0, 16);
-    assert!(cpu::memory_read(&q, &mem, 3, 16, false).iter().all(|&v| v == 0.0));
+    assert!(cpu::memory_read(&q, &mem, 3, 16, false)
+        .iter()
+        .all(|&v| v == 0.0));
 
     let model = model(odd_config(UpdateRule::Delta), 17);
     let c = &model.config;
     let tokens = random_tokens(2 * c.segment_len, c.vocab_size, 18);
     let on = run_all(&model, RunOptions::for_config(c), &tokens);
-    let off = run_all(&model, RunOptions { memory: MemoryMode::Off, ..RunOptions::for_config(c) }, &tokens);
-    assert!(on[0].memory_share.as_ref().unwrap().iter().all(|&s| s == 0.0), "first segment memory share");
+    let off = run_all(
+        &model,
+        RunOptions {
+            memory: MemoryMode::Off,
+            ..RunOptions::for_config(c)
+        },
+        &tokens,
+    );
+    assert!(
+        on[0]
+            .memory_share
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|&s| s == 0.0),
+        "first segment memory share"
+    );
     assert_eq!(on[0].logits, off[0].logits, "segment 0 must see no memory");
-    assert!(on[1].memory_share.as_ref().unwrap().iter().all(|&s| s > 0.0), "segment 1 reads memory");
+    assert!(
+        on[1]
+            .memory_share
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|&s| s > 0.0),
+        "segment 1 reads memory"
+    );
     assert_ne!(on[1].logits, off[1].logits);
 }
 
@@ -93,7 +134,10 @@ fn delta_write_leaves_memory_unchanged_when_the_binding_exists() {
     let v = cpu::memory_read(&k, &mem, heads, d, true);
     let before = mem.clone();
     cpu::memory_write(&k, &v, &mut mem, heads, d, UpdateRule::Delta, true);
-    assert_eq!(mem.m, before.m, "delta write of an existing binding changed M");
+    assert_eq!(
+        mem.m, before.m,
+        "delta write of an existing binding changed M"
+    );
     // The linear rule adds it again.
     let mut linear = before.clone();
     cpu::memory_write(&k, &v, &mut linear, heads, d, UpdateRule::Linear, true);
@@ -129,9 +173,14 @@ fn no_nan_or_inf_after_ten_thousand_segments() {
         let c = &model.config;
         let mut engine = Reference::new(Arc::clone(&model), RunOptions::for_config(c));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(25);
-        let taps = Taps { loss: true, ..Taps::default() };
+        let taps = Taps {
+            loss: true,
+            ..Taps::default()
+        };
         for index in 0..10_000 {
-            let tokens: Vec<u32> = (0..=c.segment_len).map(|_| rng.random_range(0..c.vocab_size as u32)).collect();
+            let tokens: Vec<u32> = (0..=c.segment_len)
+                .map(|_| rng.random_range(0..c.vocab_size as u32))
+                .collect();
             let segment = infiniscope::taps::Segment {
                 index,
                 tokens: tokens[..c.segment_len].to_vec(),
@@ -139,13 +188,22 @@ fn no_nan_or_inf_after_ten_thousand_segments() {
                 commit: true,
             };
             let loss = engine.segment(&segment, taps).unwrap().loss.unwrap();
-            assert!(loss.iter().all(|l| l.is_finite()), "{rule:?}: non-finite loss at segment {index}");
+            assert!(
+                loss.iter().all(|l| l.is_finite()),
+                "{rule:?}: non-finite loss at segment {index}"
+            );
         }
         for (l, mem) in engine.memory().iter().enumerate() {
-            assert!(mem.m.iter().chain(&mem.z).all(|v| v.is_finite()), "{rule:?}: layer {l} memory");
+            assert!(
+                mem.m.iter().chain(&mem.z).all(|v| v.is_finite()),
+                "{rule:?}: layer {l} memory"
+            );
             // z sums σ(k) over 80,000 tokens: past what f16 holds (65,504), fine in f32.
             let mean_z = mem.z.iter().sum::<f32>() / mem.z.len() as f32;
-            assert!(mean_z > 65_504.0 / 4.0, "{rule:?}: layer {l} mean z {mean_z} should keep growing");
+            assert!(
+                mean_z > 65_504.0 / 4.0,
+                "{rule:?}: layer {l} mean z {mean_z} should keep growing"
+            );
         }
     }
 }

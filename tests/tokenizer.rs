@@ -7,7 +7,8 @@ use infiniscope::Model;
 const SAMPLE: &str = include_str!("../samples/paradise-lost.txt");
 
 fn bundled() -> Model {
-    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny")).unwrap()
+    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny"))
+        .unwrap()
 }
 
 #[test]
@@ -22,13 +23,25 @@ fn encode_decode_is_lossless() {
 
 #[test]
 fn digits_are_single_tokens() {
-    let tokenizer = Tokenizer::train(["pass key 12345 then 67890 and 12345 again 12345"].iter(), 300).unwrap();
+    let tokenizer = Tokenizer::train(
+        ["pass key 12345 then 67890 and 12345 again 12345"].iter(),
+        300,
+    )
+    .unwrap();
     let ids = tokenizer.encode("The pass key is 90125.").unwrap();
-    let pieces: Vec<String> = ids.iter().map(|&i| tokenizer.decode(&[i]).unwrap()).collect();
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&i| tokenizer.decode(&[i]).unwrap())
+        .collect();
     for digit in ["9", "0", "1", "2", "5"] {
         assert!(pieces.iter().any(|p| p == digit), "{digit} in {pieces:?}");
     }
-    assert!(pieces.iter().all(|p| p.chars().filter(char::is_ascii_digit).count() <= 1), "{pieces:?}");
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p.chars().filter(char::is_ascii_digit).count() <= 1),
+        "{pieces:?}"
+    );
 }
 
 #[test]

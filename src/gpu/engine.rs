@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::kernels::Heads;
 use super::{floats, uints, Gpu, Recorder};
 use crate::reference::validate_segment;
 use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
@@ -57,7 +58,8 @@ impl GpuModel {
             .iter()
             .enumerate()
             .map(|(l, layer)| {
-                let up = |name: &str, data: &[f32]| gpu.buffer_with(&format!("layers.{l}.{name}"), data);
+                let up =
+                    |name: &str, data: &[f32]| gpu.buffer_with(&format!("layers.{l}.{name}"), data);
                 LayerBuffers {
                     attn_norm: up("attn_norm", &layer.attn_norm),
                     wq: up("wq", &layer.wq),
@@ -75,7 +77,13 @@ impl GpuModel {
         let embed = gpu.buffer_with("embed", &w.embed);
         let final_norm = gpu.buffer_with("final_norm", &w.final_norm);
         gpu.check()?;
-        Ok(Arc::new(Self { gpu, model, embed, layers, final_norm }))
+        Ok(Arc::new(Self {
+            gpu,
+            model,
+            embed,
+            layers,
+            final_norm,
+        }))
     }
 }
 
@@ -152,11 +160,20 @@ impl GpuEngine {
         };
         let memory = (0..c.n_layers)
             .map(|l| MemoryBuffers {
-                m: float_buf(&format!("layers.{l}.M"), c.n_heads * c.head_dim * c.head_dim),
+                m: float_buf(
+                    &format!("layers.{l}.M"),
+                    c.n_heads * c.head_dim * c.head_dim,
+                ),
                 z: float_buf(&format!("layers.{l}.z"), c.n_heads * c.head_dim),
             })
             .collect();
-        Self { shared, options, act, memory, segments_written: 0 }
+        Self {
+            shared,
+            options,
+            act,
+            memory,
+            segments_written: 0,
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -181,9 +198,20 @@ impl GpuEngine {
 
     /// Records one segment's forward pass (and memory write, if committed).
     fn record<'a>(&'a self, rec: &mut Recorder<'a>, n: usize, n_targets: usize, commit: bool) {
-        let GpuModel { embed, layers, final_norm, model, .. } = &*self.shared;
+        let GpuModel {
+            embed,
+            layers,
+            final_norm,
+            model,
+            ..
+        } = &*self.shared;
         let c = &model.config;
-        let (dm, h, d, f) = (c.d_model, c.n_heads, c.head_dim, c.mlp_hidden);
+        let (dm, h, f) = (c.d_model, c.n_heads, c.mlp_hidden);
+        let heads = Heads {
+            n,
+            n_heads: h,
+            head_dim: c.head_dim,
+        };
         let act = &self.act;
         let has_memory = self.segments_written > 0;
         let read_memory = has_memory && self.options.memory == MemoryMode::On;
@@ -195,17 +223,32 @@ impl GpuEngine {
             rec.matmul(&act.xn, &w.wq, &act.q, n, dm, dm);
             rec.matmul(&act.xn, &w.wk, &act.k, n, dm, dm);
             rec.matmul(&act.xn, &w.wv, &act.v, n, dm, dm);
-            rec.rope(&act.q, &act.q_rope, n, h, d, c.rope_base);
-            rec.rope(&act.k, &act.k_rope, n, h, d, c.rope_base);
-            rec.attention(&act.q_rope, &act.k_rope, &act.v, &act.probs, &act.a_dot, n, h, d);
-            rec.memory_read(&act.q, &mem.m, &mem.z, &act.a_mem, n, h, d, read_memory);
+            rec.rope(&act.q, &act.q_rope, heads, c.rope_base);
+            rec.rope(&act.k, &act.k_rope, heads, c.rope_base);
+            rec.attention(
+                &act.q_rope,
+                &act.k_rope,
+                &act.v,
+                &act.probs,
+                &act.a_dot,
+                heads,
+            );
+            rec.memory_read(&act.q, &mem.m, &mem.z, &act.a_mem, heads, read_memory);
             if commit {
                 if delta {
-                    rec.memory_read(&act.k, &mem.m, &mem.z, &act.retrieved, n, h, d, has_memory);
+                    rec.memory_read(&act.k, &mem.m, &mem.z, &act.retrieved, heads, has_memory);
                 }
-                rec.memory_write(&act.k, &act.v, &act.retrieved, &mem.m, &mem.z, n, h, d, delta);
+                rec.memory_write(&act.k, &act.v, &act.retrieved, &mem.m, &mem.z, heads, delta);
             }
-            rec.gate_mix(&act.a_mem, &act.a_dot, &w.beta, &act.a, &act.share, l * n * h, n, h, d);
+            rec.gate_mix(
+                &act.a_mem,
+                &act.a_dot,
+                &w.beta,
+                &act.a,
+                &act.share,
+                l * n * h,
+                heads,
+            );
             rec.matmul(&act.a, &w.wo, &act.proj, n, dm, dm);
             rec.add(&act.x, &act.proj, n * dm);
 
@@ -218,7 +261,15 @@ impl GpuEngine {
         }
         rec.rmsnorm(&act.x, final_norm, &act.xn, n, dm, c.norm_eps);
         rec.matmul_bt(&act.xn, embed, &act.logits, n, dm, c.vocab_size);
-        rec.loss(&act.logits, &act.targets, &act.loss, &act.argmax, n, n_targets, c.vocab_size);
+        rec.loss(
+            &act.logits,
+            &act.targets,
+            &act.loss,
+            &act.argmax,
+            n,
+            n_targets,
+            c.vocab_size,
+        );
     }
 
     /// Dispatches one segment takes (for benchmarks).
@@ -229,16 +280,22 @@ impl GpuEngine {
     }
 
     /// Runs one segment: one submission, then reads back the taps asked for.
-    pub async fn segment_async(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
+    pub async fn segment_async(
+        &mut self,
+        segment: &Segment,
+        taps: Taps,
+    ) -> Result<SegmentOutput, Error> {
         let model = Arc::clone(&self.shared.model);
         validate_segment(&model, segment)?;
         let gpu = Arc::clone(&self.shared.gpu);
         gpu.check()?;
         let c = &model.config;
         let n = segment.tokens.len();
-        gpu.queue.write_buffer(&self.act.tokens, 0, bytemuck::cast_slice(&segment.tokens));
+        gpu.queue
+            .write_buffer(&self.act.tokens, 0, bytemuck::cast_slice(&segment.tokens));
         if !segment.targets.is_empty() {
-            gpu.queue.write_buffer(&self.act.targets, 0, bytemuck::cast_slice(&segment.targets));
+            gpu.queue
+                .write_buffer(&self.act.targets, 0, bytemuck::cast_slice(&segment.targets));
         }
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut rec = Recorder::new(&gpu.kernels);
@@ -267,7 +324,10 @@ impl GpuEngine {
             self.segments_written += 1;
         }
         let mut next = || data.next().expect("one result per read");
-        let mut out = SegmentOutput { n_tokens: n, ..Default::default() };
+        let mut out = SegmentOutput {
+            n_tokens: n,
+            ..Default::default()
+        };
         if taps.loss {
             out.loss = Some(floats(&next()));
             out.argmax = Some(uints(&next()));
@@ -282,7 +342,10 @@ impl GpuEngine {
         if taps.memory {
             out.memory = Some(
                 (0..c.n_layers)
-                    .map(|_| LayerMemory { m: floats(&next()), z: floats(&next()) })
+                    .map(|_| LayerMemory {
+                        m: floats(&next()),
+                        z: floats(&next()),
+                    })
                     .collect(),
             );
         }

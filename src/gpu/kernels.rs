@@ -58,7 +58,12 @@ macro_rules! shader {
 
 impl Op {
     fn spec(self) -> Spec {
-        let spec = |source, entry, storage| Spec { source, entry, constants: &[], storage };
+        let spec = |source, entry, storage| Spec {
+            source,
+            entry,
+            constants: &[],
+            storage,
+        };
         match self {
             Op::Embed => spec(shader!("embed"), "main", &[Read, Read, ReadWrite]),
             Op::RmsNorm => spec(shader!("rmsnorm"), "main", &[Read, Read, ReadWrite]),
@@ -68,20 +73,36 @@ impl Op {
                 ..spec(shader!("matmul"), "main", &[Read, Read, ReadWrite])
             },
             Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
-            Op::AttentionScores => {
-                spec(shader!("attention"), "scores", &[Read, Read, Read, ReadWrite, ReadWrite])
-            }
-            Op::AttentionSoftmax => {
-                spec(shader!("attention"), "softmax", &[Read, Read, Read, ReadWrite, ReadWrite])
-            }
-            Op::AttentionValues => {
-                spec(shader!("attention"), "weighted_values", &[Read, Read, Read, ReadWrite, ReadWrite])
-            }
-            Op::MemoryRead => spec(shader!(sigma "memory_read"), "main", &[Read, Read, Read, ReadWrite]),
-            Op::MemoryWrite => {
-                spec(shader!(sigma "memory_write"), "main", &[Read, Read, Read, ReadWrite, ReadWrite])
-            }
-            Op::GateMix => spec(shader!("gate_mix"), "main", &[Read, Read, Read, ReadWrite, ReadWrite]),
+            Op::AttentionScores => spec(
+                shader!("attention"),
+                "scores",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            Op::AttentionSoftmax => spec(
+                shader!("attention"),
+                "softmax",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            Op::AttentionValues => spec(
+                shader!("attention"),
+                "weighted_values",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            Op::MemoryRead => spec(
+                shader!(sigma "memory_read"),
+                "main",
+                &[Read, Read, Read, ReadWrite],
+            ),
+            Op::MemoryWrite => spec(
+                shader!(sigma "memory_write"),
+                "main",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            Op::GateMix => spec(
+                shader!("gate_mix"),
+                "main",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
             Op::SwiGlu => spec(shader!("swiglu"), "main", &[Read, Read, ReadWrite]),
             Op::Add => spec(shader!("add"), "main", &[ReadWrite, Read]),
             Op::Loss => spec(shader!("loss"), "main", &[Read, Read, ReadWrite, ReadWrite]),
@@ -108,7 +129,10 @@ const PARAMS_SIZE: u64 = 16;
 
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
-        Self { device: device.clone(), pipelines: Mutex::new(HashMap::new()) }
+        Self {
+            device: device.clone(),
+            pipelines: Mutex::new(HashMap::new()),
+        }
     }
 
     fn pipeline(&self, op: Op) -> Pipeline {
@@ -133,7 +157,9 @@ impl Kernels {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: matches!(access, Read) },
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: matches!(access, Read),
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -141,30 +167,38 @@ impl Kernels {
             });
         }
         let label = format!("{op:?}");
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&label),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(spec.source.into()),
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(spec.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: spec.constants,
-                ..Default::default()
-            },
-            cache: None,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(spec.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: spec.constants,
+                    ..Default::default()
+                },
+                cache: None,
+            });
         Pipeline { pipeline, layout }
     }
 }
@@ -182,6 +216,26 @@ pub struct Recorder<'a> {
     kernels: &'a Kernels,
     params: Vec<u8>,
     dispatches: Vec<Dispatch<'a>>,
+}
+
+/// The per-head shape of a segment: n tokens of n_heads heads of head_dim.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub n: usize,
+    pub n_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    /// The first three words of a per-head kernel's parameters, then `last`.
+    fn params(self, last: u32) -> [u32; 4] {
+        [u(self.n), u(self.n_heads), u(self.head_dim), last]
+    }
+
+    /// n · n_heads · head_dim: the elements of a `[t][d_model]` activation.
+    fn elements(self) -> usize {
+        self.n * self.n_heads * self.head_dim
+    }
 }
 
 /// Workgroups for `count` invocations of a 64-wide kernel (or `count` rows of a
@@ -204,7 +258,11 @@ fn u(value: usize) -> u32 {
 
 impl<'a> Recorder<'a> {
     pub fn new(kernels: &'a Kernels) -> Self {
-        Self { kernels, params: Vec::new(), dispatches: Vec::new() }
+        Self {
+            kernels,
+            params: Vec::new(),
+            dispatches: Vec::new(),
+        }
     }
 
     /// Number of dispatches recorded so far.
@@ -216,11 +274,24 @@ impl<'a> Recorder<'a> {
         self.dispatches.is_empty()
     }
 
-    fn dispatch(&mut self, op: Op, params: [u32; 4], buffers: &[&'a wgpu::Buffer], workgroups: [u32; 3]) {
+    fn dispatch(
+        &mut self,
+        op: Op,
+        params: [u32; 4],
+        buffers: &[&'a wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) {
         debug_assert_eq!(buffers.len(), op.spec().storage.len(), "{op:?} bindings");
         self.params.extend_from_slice(bytemuck::cast_slice(&params));
-        self.params.resize(self.dispatches.len() * PARAMS_STRIDE as usize + PARAMS_STRIDE as usize, 0);
-        self.dispatches.push(Dispatch { op, buffers: buffers.to_vec(), workgroups });
+        self.params.resize(
+            self.dispatches.len() * PARAMS_STRIDE as usize + PARAMS_STRIDE as usize,
+            0,
+        );
+        self.dispatches.push(Dispatch {
+            op,
+            buffers: buffers.to_vec(),
+            workgroups,
+        });
     }
 
     /// Records every collected dispatch into `encoder`.
@@ -271,27 +342,78 @@ impl<'a> Recorder<'a> {
     }
 
     /// x[t] = table[tokens[t]] for n tokens of width d_model.
-    pub fn embed(&mut self, tokens: &'a wgpu::Buffer, table: &'a wgpu::Buffer, x: &'a wgpu::Buffer, n: usize, d_model: usize) {
-        self.dispatch(Op::Embed, [u(n), u(d_model), 0, 0], &[tokens, table, x], groups(u(n * d_model), 64));
+    pub fn embed(
+        &mut self,
+        tokens: &'a wgpu::Buffer,
+        table: &'a wgpu::Buffer,
+        x: &'a wgpu::Buffer,
+        n: usize,
+        d_model: usize,
+    ) {
+        self.dispatch(
+            Op::Embed,
+            [u(n), u(d_model), 0, 0],
+            &[tokens, table, x],
+            groups(u(n * d_model), 64),
+        );
     }
 
-    pub fn rmsnorm(&mut self, x: &'a wgpu::Buffer, w: &'a wgpu::Buffer, y: &'a wgpu::Buffer, rows: usize, cols: usize, eps: f32) {
-        self.dispatch(Op::RmsNorm, [u(rows), u(cols), eps.to_bits(), 0], &[x, w, y], groups(u(rows), 1));
+    pub fn rmsnorm(
+        &mut self,
+        x: &'a wgpu::Buffer,
+        w: &'a wgpu::Buffer,
+        y: &'a wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    ) {
+        self.dispatch(
+            Op::RmsNorm,
+            [u(rows), u(cols), eps.to_bits(), 0],
+            &[x, w, y],
+            groups(u(rows), 1),
+        );
     }
 
     /// c = a [m×k] · b [k×n].
-    pub fn matmul(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
+    pub fn matmul(
+        &mut self,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        c: &'a wgpu::Buffer,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) {
         self.dispatch(Op::Matmul, [u(m), u(k), u(n), 0], &[a, b, c], blocks(m, n));
     }
 
     /// c = a [m×k] · bᵀ with b stored [n×k].
-    pub fn matmul_bt(&mut self, a: &'a wgpu::Buffer, b: &'a wgpu::Buffer, c: &'a wgpu::Buffer, m: usize, k: usize, n: usize) {
-        self.dispatch(Op::MatmulBt, [u(m), u(k), u(n), 0], &[a, b, c], blocks(m, n));
+    pub fn matmul_bt(
+        &mut self,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        c: &'a wgpu::Buffer,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) {
+        self.dispatch(
+            Op::MatmulBt,
+            [u(m), u(k), u(n), 0],
+            &[a, b, c],
+            blocks(m, n),
+        );
     }
 
-    pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, n: usize, n_heads: usize, head_dim: usize, base: f32) {
-        let count = u(n * n_heads * head_dim / 2);
-        self.dispatch(Op::Rope, [u(n), u(n_heads), u(head_dim), base.to_bits()], &[x, y], groups(count, 64));
+    pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, heads: Heads, base: f32) {
+        let count = u(heads.elements() / 2);
+        self.dispatch(
+            Op::Rope,
+            heads.params(base.to_bits()),
+            &[x, y],
+            groups(count, 64),
+        );
     }
 
     /// Causal attention within the segment; `probs` holds n_heads·n·n scratch floats.
@@ -303,15 +425,33 @@ impl<'a> Recorder<'a> {
         v: &'a wgpu::Buffer,
         probs: &'a wgpu::Buffer,
         out: &'a wgpu::Buffer,
-        n: usize,
-        n_heads: usize,
-        head_dim: usize,
+        heads: Heads,
     ) {
-        let params = [u(n), u(n_heads), u(head_dim), (1.0 / (head_dim as f32).sqrt()).to_bits()];
+        let Heads {
+            n,
+            n_heads,
+            head_dim,
+        } = heads;
+        let params = heads.params((1.0 / (head_dim as f32).sqrt()).to_bits());
         let buffers = [q, k, v, probs, out];
-        self.dispatch(Op::AttentionScores, params, &buffers, groups(u(n_heads * n * n), 64));
-        self.dispatch(Op::AttentionSoftmax, params, &buffers, groups(u(n_heads * n), 64));
-        self.dispatch(Op::AttentionValues, params, &buffers, groups(u(n * n_heads * head_dim), 64));
+        self.dispatch(
+            Op::AttentionScores,
+            params,
+            &buffers,
+            groups(u(n_heads * n * n), 64),
+        );
+        self.dispatch(
+            Op::AttentionSoftmax,
+            params,
+            &buffers,
+            groups(u(n_heads * n), 64),
+        );
+        self.dispatch(
+            Op::AttentionValues,
+            params,
+            &buffers,
+            groups(u(heads.elements()), 64),
+        );
     }
 
     /// A_mem = σ(q) M / (σ(q) z), or zeros when `has_memory` is false.
@@ -322,13 +462,16 @@ impl<'a> Recorder<'a> {
         m: &'a wgpu::Buffer,
         z: &'a wgpu::Buffer,
         out: &'a wgpu::Buffer,
-        n: usize,
-        n_heads: usize,
-        head_dim: usize,
+        heads: Heads,
         has_memory: bool,
     ) {
-        let params = [u(n), u(n_heads), u(head_dim), has_memory as u32];
-        self.dispatch(Op::MemoryRead, params, &[q, m, z, out], groups(u(n * n_heads * head_dim), 64));
+        let count = groups(u(heads.elements()), 64);
+        self.dispatch(
+            Op::MemoryRead,
+            heads.params(has_memory as u32),
+            &[q, m, z, out],
+            count,
+        );
     }
 
     /// M += σ(K)ᵀ(V − R) and z += Σσ(K); R (the delta rule's retrieval) is only read
@@ -341,14 +484,16 @@ impl<'a> Recorder<'a> {
         retrieved: &'a wgpu::Buffer,
         m: &'a wgpu::Buffer,
         z: &'a wgpu::Buffer,
-        n: usize,
-        n_heads: usize,
-        head_dim: usize,
+        heads: Heads,
         delta: bool,
     ) {
-        let params = [u(n), u(n_heads), u(head_dim), delta as u32];
-        let cells = u(n_heads * head_dim * head_dim);
-        self.dispatch(Op::MemoryWrite, params, &[k, v, retrieved, m, z], groups(cells, 64));
+        let cells = u(heads.n_heads * heads.head_dim * heads.head_dim);
+        self.dispatch(
+            Op::MemoryWrite,
+            heads.params(delta as u32),
+            &[k, v, retrieved, m, z],
+            groups(cells, 64),
+        );
     }
 
     /// A = g·A_mem + (1−g)·A_dot; memory shares go to `share[share_offset..][t][head]`.
@@ -361,16 +506,30 @@ impl<'a> Recorder<'a> {
         out: &'a wgpu::Buffer,
         share: &'a wgpu::Buffer,
         share_offset: usize,
-        n: usize,
-        n_heads: usize,
-        head_dim: usize,
+        heads: Heads,
     ) {
-        let params = [u(n), u(n_heads), u(head_dim), u(share_offset)];
-        self.dispatch(Op::GateMix, params, &[a_mem, a_dot, beta, out, share], groups(u(n * n_heads), 64));
+        let count = groups(u(heads.n * heads.n_heads), 64);
+        self.dispatch(
+            Op::GateMix,
+            heads.params(u(share_offset)),
+            &[a_mem, a_dot, beta, out, share],
+            count,
+        );
     }
 
-    pub fn swiglu(&mut self, gate: &'a wgpu::Buffer, up: &'a wgpu::Buffer, out: &'a wgpu::Buffer, len: usize) {
-        self.dispatch(Op::SwiGlu, [u(len), 0, 0, 0], &[gate, up, out], groups(u(len), 64));
+    pub fn swiglu(
+        &mut self,
+        gate: &'a wgpu::Buffer,
+        up: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        len: usize,
+    ) {
+        self.dispatch(
+            Op::SwiGlu,
+            [u(len), 0, 0, 0],
+            &[gate, up, out],
+            groups(u(len), 64),
+        );
     }
 
     /// x += y.
@@ -391,6 +550,11 @@ impl<'a> Recorder<'a> {
         vocab: usize,
     ) {
         let params = [u(n), u(n_targets), u(vocab), 0];
-        self.dispatch(Op::Loss, params, &[logits, targets, loss, argmax], groups(u(n), 1));
+        self.dispatch(
+            Op::Loss,
+            params,
+            &[logits, targets, loss, argmax],
+            groups(u(n), 1),
+        );
     }
 }

@@ -57,7 +57,10 @@ impl Gpu {
         let failure = Arc::new(Mutex::new(None));
         let on_error = Arc::clone(&failure);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            on_error.lock().unwrap().get_or_insert_with(|| e.to_string());
+            on_error
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| e.to_string());
         }));
         let on_lost = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, message| {
@@ -67,12 +70,21 @@ impl Gpu {
                 .get_or_insert_with(|| format!("the GPU device was lost ({reason:?}): {message}"));
         });
         let kernels = Kernels::new(&device);
-        Ok(Self { device, queue, adapter: adapter.get_info(), kernels, failure })
+        Ok(Self {
+            device,
+            queue,
+            adapter: adapter.get_info(),
+            kernels,
+            failure,
+        })
     }
 
     /// "name (backend, device type)", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.adapter.name, self.adapter.backend, self.adapter.device_type)
+        format!(
+            "{} ({:?}, {:?})",
+            self.adapter.name, self.adapter.backend, self.adapter.device_type
+        )
     }
 
     /// Fails with the first error the device reported, if any.
@@ -88,7 +100,9 @@ impl Gpu {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: padded(bytes),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
@@ -96,7 +110,8 @@ impl Gpu {
     /// A storage buffer holding `data`.
     pub fn buffer_with<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
         let buffer = self.buffer(label, std::mem::size_of_val(data));
-        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         buffer
     }
 
@@ -127,14 +142,18 @@ impl Gpu {
         self.queue.submit([encoder.finish()]);
         self.check()?;
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                let _ = sender.send(result);
+            });
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        let mapped = receiver.await.map_err(|_| Error::Gpu("the read-back was cancelled".into()))?;
+        let mapped = receiver
+            .await
+            .map_err(|_| Error::Gpu("the read-back was cancelled".into()))?;
         self.check()?;
         mapped.map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
         let data = {
@@ -163,10 +182,16 @@ fn padded(bytes: usize) -> u64 {
 
 /// Reads f32s out of bytes returned by [`Gpu::submit_and_read`].
 pub fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Reads u32s out of bytes returned by [`Gpu::submit_and_read`].
 pub fn uints(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }

@@ -55,14 +55,22 @@ pub fn random_floats(len: usize, scale: f32, seed: u64) -> Vec<f32> {
 
 pub fn random_tokens(len: usize, vocab: usize, seed: u64) -> Vec<u32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..len).map(|_| rng.random_range(0..vocab as u32)).collect()
+    (0..len)
+        .map(|_| rng.random_range(0..vocab as u32))
+        .collect()
 }
 
 /// Largest absolute difference relative to the largest magnitude of `want`.
 pub fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "lengths differ");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    let diff = got.iter().zip(want).fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
+    let scale = want
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (g, w)| m.max((g - w).abs()));
     if got.iter().any(|v| !v.is_finite()) {
         return f32::INFINITY;
     }
@@ -72,7 +80,10 @@ pub fn relative_error(got: &[f32], want: &[f32]) -> f32 {
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
     let err = relative_error(got, want);
-    assert!(err <= tolerance, "{what}: relative error {err:e} > {tolerance:e}");
+    assert!(
+        err <= tolerance,
+        "{what}: relative error {err:e} > {tolerance:e}"
+    );
 }
 
 /// A text's segments as a reader would see them.

@@ -23,7 +23,12 @@ pub struct Corpus {
 /// Every `.txt` in `dir`, sorted by name (deterministic order).
 pub fn read_texts(dir: &Path) -> Result<Vec<(String, String)>, String> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e} (run `python3 tools/corpus.py` first)", dir.display()))?
+        .map_err(|e| {
+            format!(
+                "{}: {e} (run `python3 tools/corpus.py` first)",
+                dir.display()
+            )
+        })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
@@ -42,11 +47,22 @@ impl Corpus {
         let split = |name: &str| -> Result<Vec<Document>, String> {
             read_texts(&dir.join(name))?
                 .into_iter()
-                .map(|(name, text)| Ok(Document { name, tokens: tokenizer.encode(&text).map_err(|e| e.to_string())? }))
+                .map(|(name, text)| {
+                    Ok(Document {
+                        name,
+                        tokens: tokenizer.encode(&text).map_err(|e| e.to_string())?,
+                    })
+                })
                 .collect()
         };
-        let repetitive = tokenizer.encode(passkey::REPETITIVE).map_err(|e| e.to_string())?;
-        Ok(Self { train: split("train")?, valid: split("valid")?, repetitive })
+        let repetitive = tokenizer
+            .encode(passkey::REPETITIVE)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            train: split("train")?,
+            valid: split("valid")?,
+            repetitive,
+        })
     }
 
     pub fn train_tokens(&self) -> usize {
@@ -87,7 +103,11 @@ pub struct Example {
 pub const ANSWER_WEIGHT: f32 = 5.0;
 
 pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Example {
-    Example { tokens: corpus.span(rng, length + 1).to_vec(), weights: vec![1.0; length], answer_at: None }
+    Example {
+        tokens: corpus.span(rng, length + 1).to_vec(),
+        weights: vec![1.0; length],
+        answer_at: None,
+    }
 }
 
 /// A passkey haystack of `length + 1` tokens whose needle lies in an earlier segment
@@ -100,14 +120,19 @@ pub fn passkey_example(
     length: usize,
     segment_len: usize,
 ) -> Example {
-    let filler = if rng.random_bool(0.5) { corpus.repetitive.clone() } else { corpus.span(rng, length).to_vec() };
+    let filler = if rng.random_bool(0.5) {
+        corpus.repetitive.clone()
+    } else {
+        corpus.span(rng, length).to_vec()
+    };
     let total = length + 1;
     let last_segment_start = (total - passkey::DIGITS - 1) / segment_len * segment_len;
     let mut example = None;
     for _ in 0..8 {
         let depth = rng.random_range(0.0..1.0f32);
         let key = rng.random_range(0..100_000u32);
-        let hay = passkey::build(tokenizer, total, depth, key, &filler).expect("lengths fit a haystack");
+        let hay =
+            passkey::build(tokenizer, total, depth, key, &filler).expect("lengths fit a haystack");
         // The needle (about 27 tokens) must end before the question's segment starts.
         let done = hay.needle_at + 32 < last_segment_start;
         example = Some(hay);
@@ -121,5 +146,9 @@ pub fn passkey_example(
     for w in &mut weights[answer_at - 1..] {
         *w = ANSWER_WEIGHT;
     }
-    Example { tokens: hay.tokens, weights, answer_at: Some(answer_at) }
+    Example {
+        tokens: hay.tokens,
+        weights,
+        answer_at: Some(answer_at),
+    }
 }

@@ -1,7 +1,6 @@
 //! `cargo run --release -p trainer -- train`: trains infini-tiny on the CPU with burn,
 //! checkpoints every few minutes, resumes, and exports infiniscope's model folder.
 
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,12 +12,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use trainer::data::{self, Corpus, Example};
-use trainer::model::{InfiniModel, Shape};
-use trainer::train::{self, learning_rate, optimizers, LENGTHS, UNLOCK_ACCURACY};
 use infiniscope::tokenizer::Tokenizer;
 use infiniscope::weights::StoredDtype;
 use infiniscope::{Config, Model, UpdateRule};
+use trainer::data::{self, Corpus, Example};
+use trainer::model::{InfiniModel, Shape};
+use trainer::train::{self, learning_rate, optimizers, LENGTHS, UNLOCK_ACCURACY};
 
 #[derive(Parser)]
 #[command(about = "Train an Infini-Transformer for infiniscope")]
@@ -92,48 +91,99 @@ fn train(args: &Args) -> Result<(), String> {
 
     let tokenizer_path = args.checkpoints.join("tokenizer.json");
     let tokenizer = if tokenizer_path.exists() {
-        Tokenizer::from_bytes(&std::fs::read(&tokenizer_path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?
+        Tokenizer::from_bytes(&std::fs::read(&tokenizer_path).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?
     } else {
         let start = Instant::now();
         let texts = data::read_texts(&args.corpus.join("train"))?;
-        let tokenizer = Tokenizer::train(texts.iter().map(|(_, t)| t.as_str()), config.vocab_size).map_err(|e| e.to_string())?;
-        std::fs::write(&tokenizer_path, tokenizer.to_json().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        eprintln!("tokenizer: {} tokens trained in {:.1} s", tokenizer.vocab_size(), start.elapsed().as_secs_f64());
+        let tokenizer = Tokenizer::train(texts.iter().map(|(_, t)| t.as_str()), config.vocab_size)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            &tokenizer_path,
+            tokenizer.to_json().map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "tokenizer: {} tokens trained in {:.1} s",
+            tokenizer.vocab_size(),
+            start.elapsed().as_secs_f64()
+        );
         tokenizer
     };
     let corpus = Corpus::load(&args.corpus, &tokenizer)?;
-    eprintln!("corpus: {} training tokens in {} documents", corpus.train_tokens(), corpus.train.len());
+    eprintln!(
+        "corpus: {} training tokens in {} documents",
+        corpus.train_tokens(),
+        corpus.train.len()
+    );
 
     let (mut opt_main, mut opt_gates) = optimizers();
     let progress_path = args.checkpoints.join("progress.json");
     let (mut model, mut progress) = if args.resume {
         // Loaded from burnpack, which keeps the parameter ids the optimizer state is keyed by.
-        let model = InfiniModel::from_weights(&config, &train::initial_weights(&config, args.seed), &device)
-            .try_load_file(args.checkpoints.join("model.bpk"))
+        let model = InfiniModel::from_weights(
+            &config,
+            &train::initial_weights(&config, args.seed),
+            &device,
+        )
+        .try_load_file(args.checkpoints.join("model.bpk"))
+        .map_err(|e| format!("{e:?}"))?;
+        opt_main = opt_main
+            .load(args.checkpoints.join("opt_main.bpk"))
             .map_err(|e| format!("{e:?}"))?;
-        opt_main = opt_main.load(args.checkpoints.join("opt_main.bpk")).map_err(|e| format!("{e:?}"))?;
-        opt_gates = opt_gates.load(args.checkpoints.join("opt_gates.bpk")).map_err(|e| format!("{e:?}"))?;
+        opt_gates = opt_gates
+            .load(args.checkpoints.join("opt_gates.bpk"))
+            .map_err(|e| format!("{e:?}"))?;
         let progress: Progress =
-            serde_json::from_slice(&std::fs::read(&progress_path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        eprintln!("resumed at step {} ({} tokens)", progress.step, progress.tokens);
+            serde_json::from_slice(&std::fs::read(&progress_path).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        eprintln!(
+            "resumed at step {} ({} tokens)",
+            progress.step, progress.tokens
+        );
         (model, progress)
     } else {
-        (InfiniModel::from_weights(&config, &train::initial_weights(&config, args.seed), &device), Progress::default())
+        (
+            InfiniModel::from_weights(
+                &config,
+                &train::initial_weights(&config, args.seed),
+                &device,
+            ),
+            Progress::default(),
+        )
     };
-    eprintln!("model: {} parameters, {:?} rule, memory {}", config.n_params(), rule, if shape.memory { "on" } else { "off" });
+    eprintln!(
+        "model: {} parameters, {:?} rule, memory {}",
+        config.n_params(),
+        rule,
+        if shape.memory { "on" } else { "off" }
+    );
 
     let log_path = args.checkpoints.join("log.csv");
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| e.to_string())?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| e.to_string())?;
     if progress.step == 0 {
-        writeln!(log, "step,tokens,seconds,length,loss,passkey_accuracy,lr").map_err(|e| e.to_string())?;
+        writeln!(log, "step,tokens,seconds,length,loss,passkey_accuracy,lr")
+            .map_err(|e| e.to_string())?;
     }
     let session = Instant::now();
     let (seconds_before, tokens_before) = (progress.seconds, progress.tokens);
     let mut last_checkpoint = Instant::now();
     while progress.tokens < args.budget && session.elapsed().as_secs_f64() < args.minutes * 60.0 {
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(progress.step as u64));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            args.seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(progress.step as u64),
+        );
         // Mostly the newest unlocked length, sometimes an earlier one so none is forgotten.
-        let stage = if progress.stage > 0 && rng.random_bool(0.3) { rng.random_range(0..progress.stage) } else { progress.stage };
+        let stage = if progress.stage > 0 && rng.random_bool(0.3) {
+            rng.random_range(0..progress.stage)
+        } else {
+            progress.stage
+        };
         let length = LENGTHS[stage].min(config.train_context);
         let batch = (args.step_tokens / length).max(1);
         let examples: Vec<Example> = (0..batch)
@@ -147,19 +197,34 @@ fn train(args: &Args) -> Result<(), String> {
             .collect();
         let lr = learning_rate(args.lr, progress.tokens, args.budget);
         let gate_lr = learning_rate(args.gate_lr, progress.tokens, args.budget);
-        let (next, loss_value, accuracy) = train::step(model, &shape, &examples, (&mut opt_main, &mut opt_gates), (lr, gate_lr));
+        let (next, loss_value, accuracy) = train::step(
+            model,
+            &shape,
+            &examples,
+            (&mut opt_main, &mut opt_gates),
+            (lr, gate_lr),
+        );
         model = next;
         if !loss_value.is_finite() {
-            return Err(format!("loss became {loss_value} at step {}", progress.step));
+            return Err(format!(
+                "loss became {loss_value} at step {}",
+                progress.step
+            ));
         }
         progress.step += 1;
         progress.tokens += batch * length;
         if let (Some(acc), true) = (accuracy, stage == progress.stage) {
             progress.passkey_accuracy = 0.9 * progress.passkey_accuracy + 0.1 * acc;
-            if progress.passkey_accuracy > UNLOCK_ACCURACY && progress.stage + 1 < LENGTHS.len() && LENGTHS[progress.stage + 1] <= config.train_context {
+            if progress.passkey_accuracy > UNLOCK_ACCURACY
+                && progress.stage + 1 < LENGTHS.len()
+                && LENGTHS[progress.stage + 1] <= config.train_context
+            {
                 progress.stage += 1;
                 progress.passkey_accuracy = 0.0;
-                eprintln!("curriculum: sequences of {} tokens unlocked", LENGTHS[progress.stage]);
+                eprintln!(
+                    "curriculum: sequences of {} tokens unlocked",
+                    LENGTHS[progress.stage]
+                );
             }
         }
         let elapsed = session.elapsed().as_secs_f64();
@@ -178,22 +243,36 @@ fn train(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         if progress.step % 10 == 0 {
             let rate = (progress.tokens - tokens_before) as f64 / elapsed.max(1e-9);
-            let gates: Vec<String> = model.layers.iter().map(|l| {
-                let b = l.beta.val().try_into_vec_as::<f32>().unwrap();
-                b.iter().map(|x| format!("{:.2}", infiniscope::gate::sigmoid(*x))).collect::<Vec<_>>().join("/")
-            }).collect();
+            let gates: Vec<String> = model
+                .layers
+                .iter()
+                .map(|l| {
+                    let b = l.beta.val().try_into_vec_as::<f32>().unwrap();
+                    b.iter()
+                        .map(|x| format!("{:.2}", infiniscope::gate::sigmoid(*x)))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect();
             eprintln!(
                 "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} lr {:.2e} {:.0} tok/s gates {}",
                 progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, lr, rate, gates.join(" ")
             );
         }
         if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {
-            checkpoint(args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer)?;
+            checkpoint(
+                args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer,
+            )?;
             last_checkpoint = Instant::now();
         }
     }
-    checkpoint(args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer)?;
-    eprintln!("stopped at step {} after {} tokens", progress.step, progress.tokens);
+    checkpoint(
+        args, &config, &model, &opt_main, &opt_gates, &progress, &tokenizer,
+    )?;
+    eprintln!(
+        "stopped at step {} after {} tokens",
+        progress.step, progress.tokens
+    );
     Ok(())
 }
 
@@ -207,18 +286,46 @@ fn checkpoint(
     tokenizer: &Tokenizer,
 ) -> Result<(), String> {
     let dir = &args.checkpoints;
-    model.clone().save_file(dir.join("model.bpk")).map_err(|e| format!("{e:?}"))?;
-    opt_main.save(dir.join("opt_main.bpk")).map_err(|e| format!("{e:?}"))?;
-    opt_gates.save(dir.join("opt_gates.bpk")).map_err(|e| format!("{e:?}"))?;
-    std::fs::write(dir.join("progress.json"), serde_json::to_string_pretty(progress).unwrap()).map_err(|e| e.to_string())?;
+    model
+        .clone()
+        .save_file(dir.join("model.bpk"))
+        .map_err(|e| format!("{e:?}"))?;
+    opt_main
+        .save(dir.join("opt_main.bpk"))
+        .map_err(|e| format!("{e:?}"))?;
+    opt_gates
+        .save(dir.join("opt_gates.bpk"))
+        .map_err(|e| format!("{e:?}"))?;
+    std::fs::write(
+        dir.join("progress.json"),
+        serde_json::to_string_pretty(progress).unwrap(),
+    )
+    .map_err(|e| e.to_string())?;
     export(config, model, tokenizer, &args.out)?;
-    eprintln!("checkpoint: step {} → {} and {}", progress.step, dir.display(), args.out.display());
+    eprintln!(
+        "checkpoint: step {} → {} and {}",
+        progress.step,
+        dir.display(),
+        args.out.display()
+    );
     Ok(())
 }
 
 /// Writes infiniscope's model folder.
-fn export(config: &Config, model: &InfiniModel, tokenizer: &Tokenizer, out: &Path) -> Result<(), String> {
-    let tokenizer = Tokenizer::from_bytes(tokenizer.to_json().map_err(|e| e.to_string())?.as_bytes()).map_err(|e| e.to_string())?;
-    let model = Model { config: config.clone(), weights: model.to_weights(), tokenizer, stored_dtype: StoredDtype::F32 };
+fn export(
+    config: &Config,
+    model: &InfiniModel,
+    tokenizer: &Tokenizer,
+    out: &Path,
+) -> Result<(), String> {
+    let tokenizer =
+        Tokenizer::from_bytes(tokenizer.to_json().map_err(|e| e.to_string())?.as_bytes())
+            .map_err(|e| e.to_string())?;
+    let model = Model {
+        config: config.clone(),
+        weights: model.to_weights(),
+        tokenizer,
+        stored_dtype: StoredDtype::F32,
+    };
     model.save(out, StoredDtype::F32).map_err(|e| e.to_string())
 }

@@ -60,11 +60,16 @@ impl Shape {
 }
 
 fn param<const D: usize>(values: &[f32], shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::from_data(TensorData::new(values.to_vec(), shape), device))
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(values.to_vec(), shape),
+        device,
+    ))
 }
 
 fn values<const D: usize>(p: &Param<Tensor<D>>) -> Vec<f32> {
-    p.val().try_into_vec_as::<f32>().expect("float parameters read as f32")
+    p.val()
+        .try_into_vec_as::<f32>()
+        .expect("float parameters read as f32")
 }
 
 impl InfiniModel {
@@ -87,7 +92,11 @@ impl InfiniModel {
                 w_down: param(&l.w_down, [f, d], device),
             })
             .collect();
-        Self { embed: param(&w.embed, [v, d], device), layers, final_norm: param(&w.final_norm, [d], device) }
+        Self {
+            embed: param(&w.embed, [v, d], device),
+            layers,
+            final_norm: param(&w.final_norm, [d], device),
+        }
     }
 
     /// Back to infiniscope's weights, for export.
@@ -108,7 +117,11 @@ impl InfiniModel {
                 w_down: values(&l.w_down),
             })
             .collect();
-        Weights { embed: values(&self.embed), layers, final_norm: values(&self.final_norm) }
+        Weights {
+            embed: values(&self.embed),
+            layers,
+            final_norm: values(&self.final_norm),
+        }
     }
 
     /// The gate parameters, which get their own learning rate and no weight decay.
@@ -129,7 +142,11 @@ impl InfiniModel {
         for start in (0..length).step_by(n) {
             let len = n.min(length - start);
             let ids = tokens.clone().narrow(1, start, len).reshape([batch * len]);
-            let mut x = self.embed.val().select(0, ids).reshape([batch, len, self.embed.dims()[1]]);
+            let mut x = self
+                .embed
+                .val()
+                .select(0, ids)
+                .reshape([batch, len, self.embed.dims()[1]]);
             for (layer, mem) in self.layers.iter().zip(&mut memory) {
                 x = layer.forward(x, mem, &rope, shape);
             }
@@ -143,7 +160,10 @@ impl InfiniModel {
 /// Summed cross-entropy of `logits` against `targets`, each position weighted, and the
 /// sum of the weights.
 pub fn weighted_nll(logits: Tensor<3>, targets: Tensor<2, Int>, weights: Tensor<2>) -> Tensor<1> {
-    let nll = log_softmax(logits, 2).gather(2, targets.unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2).neg();
+    let nll = log_softmax(logits, 2)
+        .gather(2, targets.unsqueeze_dim::<3>(2))
+        .squeeze_dim::<2>(2)
+        .neg();
     (nll * weights).sum()
 }
 
@@ -164,7 +184,9 @@ impl Rope {
     fn new(n: usize, head_dim: usize, base: f32, device: &Device) -> Self {
         let half = head_dim / 2;
         let angles: Vec<f32> = (0..n)
-            .flat_map(|t| (0..half).map(move |i| t as f32 * base.powf(-((2 * i) as f32) / head_dim as f32)))
+            .flat_map(|t| {
+                (0..half).map(move |i| t as f32 * base.powf(-((2 * i) as f32) / head_dim as f32))
+            })
             .collect();
         let table = |f: fn(f32) -> f32| {
             let v: Vec<f32> = angles.iter().map(|&a| f(a)).collect();
@@ -172,7 +194,11 @@ impl Rope {
         };
         // tril_mask is true *above* the diagonal: the future, to be masked out.
         let causal = Tensor::<4, Bool>::tril_mask([1, 1, n, n], 0, device);
-        Self { cos: table(f32::cos), sin: table(f32::sin), causal }
+        Self {
+            cos: table(f32::cos),
+            sin: table(f32::sin),
+            causal,
+        }
     }
 
     /// Rotate-half pairing (i with i + d/2), positions 0.. within the segment.
@@ -183,7 +209,13 @@ impl Rope {
         let sin = self.sin.clone().narrow(2, 0, len);
         let a = x.clone().narrow(3, 0, half);
         let b = x.narrow(3, half, half);
-        Tensor::cat(vec![a.clone() * cos.clone() - b.clone() * sin.clone(), a * sin + b * cos], 3)
+        Tensor::cat(
+            vec![
+                a.clone() * cos.clone() - b.clone() * sin.clone(),
+                a * sin + b * cos,
+            ],
+            3,
+        )
     }
 
     fn mask(&self, len: usize) -> Tensor<4, Bool> {
@@ -192,7 +224,9 @@ impl Rope {
 }
 
 fn rms_norm<const D: usize>(x: Tensor<D>, w: &Param<Tensor<1>>, eps: f32) -> Tensor<D> {
-    let scale = (x.clone().powi_scalar(2).mean_dim(D - 1) + eps).sqrt().recip();
+    let scale = (x.clone().powi_scalar(2).mean_dim(D - 1) + eps)
+        .sqrt()
+        .recip();
     x * scale * w.val().unsqueeze::<D>()
 }
 
@@ -203,12 +237,21 @@ fn sigma(x: Tensor<4>) -> Tensor<4> {
 
 /// σ(q) M / (σ(q) z), the denominator clamped below by ε (DESIGN.md §1).
 fn read(sq: Tensor<4>, mem: &Memory) -> Tensor<4> {
-    let den = sq.clone().matmul(mem.z.clone()).clamp_min(infiniscope::reference::MEMORY_EPS);
+    let den = sq
+        .clone()
+        .matmul(mem.z.clone())
+        .clamp_min(infiniscope::reference::MEMORY_EPS);
     sq.matmul(mem.m.clone()) / den
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<3>, memory: &mut Option<Memory>, rope: &Rope, s: &Shape) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        memory: &mut Option<Memory>,
+        rope: &Rope,
+        s: &Shape,
+    ) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
         let (h, d) = (s.n_heads, s.head_dim);
         let heads = |t: Tensor<3>| t.reshape([batch, len, h, d]).swap_dims(1, 2);
@@ -219,7 +262,10 @@ impl Layer {
         let k = heads(proj(xn.clone(), &self.wk));
         let v = heads(proj(xn, &self.wv));
 
-        let scores = rope.apply(q.clone()).matmul(rope.apply(k.clone()).swap_dims(2, 3)) / (d as f32).sqrt();
+        let scores = rope
+            .apply(q.clone())
+            .matmul(rope.apply(k.clone()).swap_dims(2, 3))
+            / (d as f32).sqrt();
         let a_dot = softmax(scores.mask_fill(rope.mask(len), -1e9), 3).matmul(v.clone());
 
         let (sq, sk) = (sigma(q), sigma(k));
@@ -237,7 +283,10 @@ impl Layer {
         let dm = sk.clone().swap_dims(2, 3).matmul(written);
         let dz = sk.sum_dim(2).swap_dims(2, 3);
         *memory = Some(match memory.take() {
-            Some(mem) => Memory { m: mem.m + dm, z: mem.z + dz },
+            Some(mem) => Memory {
+                m: mem.m + dm,
+                z: mem.z + dz,
+            },
             None => Memory { m: dm, z: dz },
         });
 

@@ -26,7 +26,16 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
     };
     match preset {
         "tiny" => Ok(base),
-        "smoke" => Ok(Config { vocab_size: 512, d_model: 32, n_layers: 2, head_dim: 16, mlp_hidden: 64, segment_len: 8, train_context: 64, ..base }),
+        "smoke" => Ok(Config {
+            vocab_size: 512,
+            d_model: 32,
+            n_layers: 2,
+            head_dim: 16,
+            mlp_hidden: 64,
+            segment_len: 8,
+            train_context: 64,
+            ..base
+        }),
         other => Err(format!("unknown preset {other:?}")),
     }
 }
@@ -46,7 +55,10 @@ pub fn initial_weights(config: &Config, seed: u64) -> infiniscope::weights::Weig
     weights
 }
 
-pub fn batch_tensors(examples: &[Example], device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+pub fn batch_tensors(
+    examples: &[Example],
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
     let (b, t) = (examples.len(), examples[0].weights.len());
     let mut inputs = Vec::with_capacity(b * t);
     let mut targets = Vec::with_capacity(b * t);
@@ -71,7 +83,10 @@ pub fn passkey_accuracy(logits: &Tensor<3>, examples: &[Example]) -> Option<f32>
         let Some(at) = e.answer_at else { continue };
         let digits = e.tokens.len() - at;
         let slice = logits.clone().narrow(0, i, 1).narrow(1, at - 1, digits);
-        let guess = slice.argmax(2).try_into_vec_as::<i64>().expect("argmax reads");
+        let guess = slice
+            .argmax(2)
+            .try_into_vec_as::<i64>()
+            .expect("argmax reads");
         for (g, want) in guess.iter().zip(&e.tokens[at..]) {
             right += (*g as u32 == *want) as usize;
             total += 1;
@@ -88,7 +103,12 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
         .with_weight_decay(0.1)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
         .init();
-    let gates = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(0.0).init();
+    let gates = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init();
     (main, gates)
 }
 
@@ -101,7 +121,6 @@ pub fn learning_rate(peak: f64, tokens: usize, budget: usize) -> f64 {
     let progress = ((x - 0.02) / 0.98).min(1.0);
     peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
 }
-
 
 /// Forward, backward and one update of both optimizers; returns the mean weighted
 /// loss and the passkey digit accuracy of the batch.

@@ -18,7 +18,8 @@ const TEXT: &str = include_str!("../../samples/paradise-lost.txt");
 
 fn smoke(rule: UpdateRule) -> (infiniscope::Config, Tokenizer) {
     let config = train::config("smoke", rule).unwrap();
-    let tokenizer = Tokenizer::train(TEXT[..20_000].split_inclusive('\n'), config.vocab_size).unwrap();
+    let tokenizer =
+        Tokenizer::train(TEXT[..20_000].split_inclusive('\n'), config.vocab_size).unwrap();
     (config, tokenizer)
 }
 
@@ -40,7 +41,10 @@ fn engines_reproduce_the_trainers_loss() {
         let burn_model = InfiniModel::from_weights(&config, &weights, &device);
         let tokens = tokenizer.encode(&TEXT[30_000..31_000]).unwrap();
         let tokens = &tokens[..5 * config.segment_len + 4]; // last segment short
-        let logits = burn_model.forward(tokens_tensor(&tokens[..tokens.len() - 1], &device), &Shape::of(&config, true));
+        let logits = burn_model.forward(
+            tokens_tensor(&tokens[..tokens.len() - 1], &device),
+            &Shape::of(&config, true),
+        );
         let [_, t, v] = logits.dims();
         let logits = logits.try_into_vec_as::<f32>().unwrap();
         let want: Vec<f32> = (0..t)
@@ -55,14 +59,23 @@ fn engines_reproduce_the_trainers_loss() {
 
         // Through the file format, as the engines load it.
         let dir = tempfile::tempdir().unwrap();
-        let model = Model { config: config.clone(), weights: burn_model.to_weights(), tokenizer, stored_dtype: StoredDtype::F32 };
+        let model = Model {
+            config: config.clone(),
+            weights: burn_model.to_weights(),
+            tokenizer,
+            stored_dtype: StoredDtype::F32,
+        };
         model.save(dir.path(), StoredDtype::F32).unwrap();
         let model = Arc::new(Model::load(dir.path()).unwrap());
         let segments = infiniscope::segment::segments(&tokens[..tokens.len()], config.segment_len);
         let mut cpu = Reference::new(Arc::clone(&model), RunOptions::for_config(&config));
-        let mut gpu = infiniscope::engine::Engine::gpu(Arc::clone(&model), RunOptions::for_config(&config))
-            .expect("a GPU adapter (lavapipe in CI)");
-        let taps = Taps { loss: true, ..Taps::default() };
+        let mut gpu =
+            infiniscope::engine::Engine::gpu(Arc::clone(&model), RunOptions::for_config(&config))
+                .expect("a GPU adapter (lavapipe in CI)");
+        let taps = Taps {
+            loss: true,
+            ..Taps::default()
+        };
         let (mut cpu_losses, mut gpu_losses) = (Vec::new(), Vec::new());
         for segment in &segments {
             cpu_losses.extend(cpu.segment(segment, taps).unwrap().loss.unwrap());
@@ -71,9 +84,15 @@ fn engines_reproduce_the_trainers_loss() {
         for (name, got) in [("CPU reference", &cpu_losses), ("GPU engine", &gpu_losses)] {
             assert_eq!(got.len(), want.len());
             let mean = got.iter().sum::<f32>() / got.len() as f32;
-            assert!((mean - trainer_loss).abs() <= 1e-3 * trainer_loss, "{rule:?} {name}: {mean} vs trainer {trainer_loss}");
+            assert!(
+                (mean - trainer_loss).abs() <= 1e-3 * trainer_loss,
+                "{rule:?} {name}: {mean} vs trainer {trainer_loss}"
+            );
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 1e-3 * w.abs().max(1.0), "{rule:?} {name} position {i}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 1e-3 * w.abs().max(1.0),
+                    "{rule:?} {name} position {i}: {g} vs {w}"
+                );
             }
         }
     }
@@ -85,16 +104,33 @@ fn trainer_model_is_causal_across_segments() {
     let device = Device::flex();
     let model = InfiniModel::from_weights(&config, &Weights::random(&config, 6), &device);
     let shape = Shape::of(&config, true);
-    let tokens: Vec<u32> = (0..4 * config.segment_len as u32).map(|i| (i * 37 + 11) % config.vocab_size as u32).collect();
-    let before = model.forward(tokens_tensor(&tokens, &device), &shape).try_into_vec_as::<f32>().unwrap();
+    let tokens: Vec<u32> = (0..4 * config.segment_len as u32)
+        .map(|i| (i * 37 + 11) % config.vocab_size as u32)
+        .collect();
+    let before = model
+        .forward(tokens_tensor(&tokens, &device), &shape)
+        .try_into_vec_as::<f32>()
+        .unwrap();
     let changed = 2 * config.segment_len + 3;
     let mut edited = tokens.clone();
     edited[changed] = (edited[changed] + 1) % config.vocab_size as u32;
-    let after = model.forward(tokens_tensor(&edited, &device), &shape).try_into_vec_as::<f32>().unwrap();
+    let after = model
+        .forward(tokens_tensor(&edited, &device), &shape)
+        .try_into_vec_as::<f32>()
+        .unwrap();
     let split = changed * config.vocab_size;
-    let leak = before[..split].iter().zip(&after[..split]).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(leak < 1e-5, "a later token changed an earlier logit by {leak}");
-    assert!(before[split..] != after[split..], "the edit must change later logits");
+    let leak = before[..split]
+        .iter()
+        .zip(&after[..split])
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        leak < 1e-5,
+        "a later token changed an earlier logit by {leak}"
+    );
+    assert!(
+        before[split..] != after[split..],
+        "the edit must change later logits"
+    );
 }
 
 #[test]
@@ -113,15 +149,32 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
         })
         .collect();
     let (mut opt_main, mut opt_gates) = train::optimizers();
-    let beta_before: Vec<f32> = model.layers.iter().flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap()).collect();
+    let beta_before: Vec<f32> = model
+        .layers
+        .iter()
+        .flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap())
+        .collect();
     let mut losses = Vec::new();
     for _ in 0..12 {
-        let (next, loss, _) = train::step(model, &shape, &examples, (&mut opt_main, &mut opt_gates), (3e-3, 1e-2));
+        let (next, loss, _) = train::step(
+            model,
+            &shape,
+            &examples,
+            (&mut opt_main, &mut opt_gates),
+            (3e-3, 1e-2),
+        );
         model = next;
         assert!(loss.is_finite());
         losses.push(loss);
     }
-    let beta_after: Vec<f32> = model.layers.iter().flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap()).collect();
+    let beta_after: Vec<f32> = model
+        .layers
+        .iter()
+        .flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap())
+        .collect();
     assert!(losses[11] < losses[0] - 0.5, "loss {losses:?}");
-    assert!(beta_before.iter().zip(&beta_after).all(|(a, b)| a != b), "every gate gets gradient: {beta_before:?} → {beta_after:?}");
+    assert!(
+        beta_before.iter().zip(&beta_after).all(|(a, b)| a != b),
+        "every gate gets gradient: {beta_before:?} → {beta_after:?}"
+    );
 }

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
@@ -43,7 +46,11 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 }
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Lavapipe (Vulkan on the CPU) so the GPU engine runs on a machine without a GPU.
@@ -52,7 +59,17 @@ fn ensure_lavapipe() -> Result<(), String> {
         return Ok(());
     }
     run("apt-get", &["update", "-qq"])?;
-    run("apt-get", &["install", "-y", "-qq", "--no-install-recommends", "mesa-vulkan-drivers", "libvulkan1"])
+    run(
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "mesa-vulkan-drivers",
+            "libvulkan1",
+        ],
+    )
 }
 
 fn ensure_wasm_target() -> Result<(), String> {
@@ -86,7 +103,19 @@ fn ensure_runtime_dir() {
 fn demo() -> Result<(), String> {
     ensure_lavapipe()?;
     ensure_runtime_dir();
-    run("cargo", &["run", "--release", "--bin", "infiniscope", "--", "eval", "--max-tokens", "20000"])
+    run(
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "--bin",
+            "infiniscope",
+            "--",
+            "eval",
+            "--max-tokens",
+            "20000",
+        ],
+    )
 }
 
 fn test() -> Result<(), String> {
@@ -95,5 +124,14 @@ fn test() -> Result<(), String> {
     ensure_runtime_dir();
     run("cargo", &["test", "--release", "--workspace"])?;
     // The library must also build for the browser (WebGPU).
-    run("cargo", &["build", "--release", "--lib", "--target", "wasm32-unknown-unknown"])
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )
 }
