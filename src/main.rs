@@ -20,7 +20,7 @@ use infiniscope::tokenizer::TextChunks;
 use infiniscope::weights::StoredDtype;
 use infiniscope::{Error, MemoryMode, Model, RunOptions, UpdateRule};
 
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/random-tiny");
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/infini-tiny");
 const DEFAULT_TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt");
 /// Text is read and tokenized in pieces of this size, so any length streams.
 const CHUNK_BYTES: usize = 1 << 20;

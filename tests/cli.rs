@@ -5,12 +5,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infiniscope");
+/// The small random model keeps these tests fast on a software GPU; the shipped
+/// default model is checked on its own below.
+const TEST_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/random-tiny");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    let mut command = Command::new(BIN);
+    command.args(args);
+    if !args.contains(&"--model") {
+        command.args(["--model", TEST_MODEL]);
+    }
+    command.output().expect("the binary runs")
 }
 
 fn eval_json(text: &Path, extra: &[&str]) -> serde_json::Value {
@@ -166,4 +171,18 @@ fn max_tokens_stops_early_and_counts_exactly() {
         .map(|s| s["tokens"].as_u64().unwrap())
         .sum();
     assert_eq!(tokens, 100);
+}
+
+#[test]
+fn the_default_model_is_trained() {
+    let text = short_text();
+    let out = Command::new(BIN)
+        .args(["eval", "--cpu", "--json", "--text", text.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Uniform guessing over 4096 tokens costs ln 4096 = 8.3 nats; the random model ~8.3.
+    let loss = value["loss"].as_f64().unwrap();
+    assert!(loss < 6.0, "the default model's loss {loss} is no better than guessing");
 }
