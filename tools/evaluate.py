@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BIN = "target/release/infiniscope"
-PREFIXES = [4096, 16384, 65536]
 
 
 def cli(*args):
@@ -20,17 +19,17 @@ def cli(*args):
     return json.loads(out.stdout)
 
 
-def perplexities(model, text, memory):
+def perplexities(model, text, memory, prefixes):
     """Mean loss over the first 4K/16K/64K tokens of one 64K-token run."""
     run = cli("eval", "--cpu", "--json", "--model", model, "--text", text,
-              "--max-tokens", str(PREFIXES[-1]), "--memory", memory)
+              "--max-tokens", str(prefixes[-1]), "--memory", memory)
     result, done, total = {}, 0, 0.0
     for seg in run["segments"]:
         if done + seg["tokens"] >= run["tokens"]:
             break  # the last segment predicts one token fewer: use the run's own mean below
         total += seg["loss"] * seg["tokens"]
         done += seg["tokens"]
-        if done in PREFIXES:
+        if done in prefixes:
             result[done] = total / done
     result[run["tokens"]] = run["loss"]
     return run, result
@@ -69,6 +68,8 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--control-log")
     ap.add_argument("--trials", default="3")
+    ap.add_argument("--prefixes", default="4096,16384,65536", help="token counts to report perplexity at")
+    ap.add_argument("--lengths", default="1024,4096,16384,65536", help="passkey haystack lengths")
     args = ap.parse_args()
     out = Path(args.model)
     jobs = {
@@ -77,10 +78,11 @@ def main():
         "control": (args.control, "off"),
     }
     passkey = lambda memory: cli("passkey", "--cpu", "--json", "--model", args.model, "--memory", memory,
-                                 "--lengths", "1024,4096,16384,65536", "--depths", "0,0.25,0.5,0.75,1",
+                                 "--lengths", args.lengths, "--depths", "0,0.25,0.5,0.75,1",
                                  "--trials", args.trials)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ppl = {k: pool.submit(perplexities, m, args.text, mem) for k, (m, mem) in jobs.items()}
+        prefixes = [int(p) for p in args.prefixes.split(",")]
+        ppl = {k: pool.submit(perplexities, m, args.text, mem, prefixes) for k, (m, mem) in jobs.items()}
         keys = {mem: pool.submit(passkey, mem) for mem in ("on", "off")}
         ppl = {k: f.result() for k, f in ppl.items()}
         keys = {k: f.result() for k, f in keys.items()}
