@@ -41,7 +41,8 @@ def plot(log, png, control_log=None):
     import matplotlib.pyplot as plt
 
     def series(path):
-        rows = list(csv.DictReader(open(path)))
+        # A resumed run repeats the steps after its last checkpoint: keep the later ones.
+        rows = list({int(r["step"]): r for r in csv.DictReader(open(path))}.values())
         tokens = [int(r["tokens"]) / 1e6 for r in rows]
         loss = [float(r["loss"]) for r in rows]
         k = 25  # moving average: single steps are noisy

@@ -17,7 +17,7 @@ use infiniscope::weights::StoredDtype;
 use infiniscope::{Config, Model, UpdateRule};
 use trainer::data::{self, Corpus, Example};
 use trainer::model::{InfiniModel, Shape};
-use trainer::train::{self, learning_rate, optimizers, LENGTHS, UNLOCK_ACCURACY};
+use trainer::train::{self, learning_rate, optimizers, LENGTHS, TEXT_SEGMENTS, UNLOCK_ACCURACY};
 
 #[derive(Parser)]
 #[command(about = "Train an Infini-Transformer for infiniscope")]
@@ -178,17 +178,24 @@ fn train(args: &Args) -> Result<(), String> {
                 .wrapping_mul(1_000_003)
                 .wrapping_add(progress.step as u64),
         );
-        // Mostly the newest unlocked length, sometimes an earlier one so none is forgotten.
+        // A step is all passkey or all text. Passkey lengths follow the curriculum:
+        // mostly the newest unlocked one, sometimes an earlier one so none is forgotten.
+        // Text always spans TEXT_SEGMENTS segments, so memory is trained over that many.
+        let passkey_step = rng.random_bool(args.passkey_share);
         let stage = if progress.stage > 0 && rng.random_bool(0.3) {
             rng.random_range(0..progress.stage)
         } else {
             progress.stage
         };
-        let length = LENGTHS[stage].min(config.train_context);
+        let length = if passkey_step {
+            LENGTHS[stage].min(config.train_context)
+        } else {
+            (TEXT_SEGMENTS * config.segment_len).min(config.train_context)
+        };
         let batch = (args.step_tokens / length).max(1);
         let examples: Vec<Example> = (0..batch)
             .map(|_| {
-                if rng.random_bool(args.passkey_share) {
+                if passkey_step {
                     data::passkey_example(&corpus, &tokenizer, &mut rng, length, config.segment_len)
                 } else {
                     data::text_example(&corpus, &mut rng, length)

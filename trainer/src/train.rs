@@ -43,6 +43,8 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
 /// Sequence lengths of the curriculum: the next is unlocked when passkey digits come
 /// back right at least this often; earlier lengths stay in the mix.
 pub const LENGTHS: [usize; 4] = [128, 256, 512, 1024];
+/// Segments per text sequence: gradients flow through M and z across all of them.
+pub const TEXT_SEGMENTS: usize = 16;
 pub const UNLOCK_ACCURACY: f32 = 0.8;
 
 /// Initial weights: infiniscope's deterministic random init, with every β at 0 so the
