@@ -97,7 +97,29 @@ def main():
     }
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(args.log, out / "loss.png", args.control_log)
-    print(json.dumps(result["losses"], indent=2))
+    print(tables(result))
+
+
+def tables(r):
+    """The card's tables, as Markdown."""
+    import math
+    lines = ["| tokens of the held-out text | memory on | memory off (same weights) | control (trained with memory off) |",
+             "|---|---|---|---|"]
+    for p in r["losses"]["memory_on"]:
+        cells = [f"{math.exp(r['losses'][k][p]):.2f} ({r['losses'][k][p]:.4f})" for k in ("memory_on", "memory_off", "control")]
+        lines.append(f"| {int(p):,} | " + " | ".join(cells) + " |")
+    lines += ["", "| layer | " + " | ".join(f"head {h}" for h in range(len(r["heads"][0]))) + " |",
+              "|---|" + "---|" * len(r["heads"][0])]
+    for l, heads in enumerate(r["heads"]):
+        lines.append(f"| {l} | " + " | ".join(f"g = {h['gate']:.3f} {h['kind']}, share {h['memory_share']:.3f}" for h in heads) + " |")
+    for mem, rows in r["passkey"].items():
+        depths = sorted({row["depth"] for row in rows})
+        lines += ["", f"Passkey, memory {mem}: digits right (keys exact), {r['passkey_trials']} keys per cell",
+                  "", "| length | " + " | ".join(f"depth {d:g}" for d in depths) + " |", "|---|" + "---|" * len(depths)]
+        for length in sorted({row["length"] for row in rows}):
+            cells = [next(f"{x['digit_accuracy']:.2f} ({x['exact']:.2f})" for x in rows if x["length"] == length and x["depth"] == d) for d in depths]
+            lines.append(f"| {length:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ fn demo() -> Result<(), String> {
             "--",
             "eval",
             "--max-tokens",
-            "20000",
+            "4096",
         ],
     )
 }
