@@ -83,7 +83,7 @@ impl Config {
                 self.d_model, self.n_heads, self.head_dim
             )));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "head_dim ({}) must be even for RoPE",
                 self.head_dim

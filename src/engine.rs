@@ -9,7 +9,8 @@ use crate::{Error, Model};
 
 pub enum Engine {
     Cpu(Reference),
-    Gpu(GpuEngine),
+    // Boxed: its buffers make it far larger than the CPU variant.
+    Gpu(Box<GpuEngine>),
 }
 
 impl Engine {
@@ -31,10 +32,7 @@ impl Engine {
     /// The GPU engine, or an error when there is no usable adapter.
     pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
         let gpu = Arc::new(pollster::block_on(Gpu::new())?);
-        Ok(Self::Gpu(GpuEngine::new(
-            GpuModel::upload(gpu, model)?,
-            options,
-        )))
+        Ok(Self::Gpu(Box::new(GpuEngine::new(GpuModel::upload(gpu, model)?, options))))
     }
 
     /// Which device runs the model, for people.
