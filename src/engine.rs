@@ -32,7 +32,10 @@ impl Engine {
     /// The GPU engine, or an error when there is no usable adapter.
     pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
         let gpu = Arc::new(pollster::block_on(Gpu::new())?);
-        Ok(Self::Gpu(Box::new(GpuEngine::new(GpuModel::upload(gpu, model)?, options))))
+        Ok(Self::Gpu(Box::new(GpuEngine::new(
+            GpuModel::upload(gpu, model)?,
+            options,
+        ))))
     }
 
     /// Which device runs the model, for people.

@@ -10,24 +10,34 @@ const BIN: &str = env!("CARGO_BIN_EXE_infiniscope");
 const TEST_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/random-tiny");
 
 fn run(args: &[&str]) -> Output {
+    let model = (!args.contains(&"--model")).then_some(TEST_MODEL);
+    run_model(args, model)
+}
+
+/// Runs the binary, with `--model MODEL` added when given (else its default model).
+fn run_model(args: &[&str], model: Option<&str>) -> Output {
     let mut command = Command::new(BIN);
     command.args(args);
-    if !args.contains(&"--model") {
-        command.args(["--model", TEST_MODEL]);
+    if let Some(model) = model {
+        command.args(["--model", model]);
     }
     command.output().expect("the binary runs")
 }
 
-fn eval_json(text: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["eval", "--json", "--text", text.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = run(&args);
+#[track_caller]
+fn succeeded(out: Output) -> Output {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
+    out
+}
+
+fn eval_json(text: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--json", "--text", text.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    serde_json::from_slice(&succeeded(run(&args)).stdout).expect("valid JSON")
 }
 
 fn short_text() -> tempfile::NamedTempFile {
@@ -108,13 +118,7 @@ fn generate_continues_a_prompt_across_segments() {
             "40",
         ];
         args.extend_from_slice(extra);
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!out.stdout.is_empty());
+        assert!(!succeeded(run(&args)).stdout.is_empty());
     }
 }
 
@@ -176,13 +180,16 @@ fn max_tokens_stops_early_and_counts_exactly() {
 #[test]
 fn the_default_model_is_trained() {
     let text = short_text();
-    let out = Command::new(BIN)
-        .args(["eval", "--cpu", "--json", "--text", text.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = text.path().to_str().unwrap();
+    let out = succeeded(run_model(
+        &["eval", "--cpu", "--json", "--text", path],
+        None,
+    ));
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Uniform guessing over 4096 tokens costs ln 4096 = 8.3 nats; the random model ~8.3.
     let loss = value["loss"].as_f64().unwrap();
-    assert!(loss < 6.0, "the default model's loss {loss} is no better than guessing");
+    assert!(
+        loss < 6.0,
+        "the default model's loss {loss} is no better than guessing"
+    );
 }

@@ -1,17 +1,13 @@
 //! The passkey haystack: exact length, the key as five bare digit tokens at the end,
 //! the needle where the depth says.
 
-use infiniscope::passkey::{build, DIGITS, INTRO, REPETITIVE};
-use infiniscope::Model;
+mod common;
 
-fn bundled() -> Model {
-    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny"))
-        .unwrap()
-}
+use infiniscope::passkey::{build, DIGITS, INTRO, REPETITIVE};
 
 #[test]
 fn haystacks_have_the_asked_length_and_end_in_the_key() {
-    let model = bundled();
+    let model = common::random_tiny();
     let filler = model.tokenizer.encode(REPETITIVE).unwrap();
     for (length, depth, key) in [(200, 0.0, 12345), (1000, 0.5, 7), (4096, 1.0, 99999)] {
         let hay = build(&model.tokenizer, length, depth, key, &filler).unwrap();
@@ -51,7 +47,7 @@ fn haystacks_have_the_asked_length_and_end_in_the_key() {
 
 #[test]
 fn too_short_haystacks_are_refused() {
-    let model = bundled();
+    let model = common::random_tiny();
     let filler = model.tokenizer.encode(REPETITIVE).unwrap();
     let err = build(&model.tokenizer, 20, 0.5, 1, &filler)
         .unwrap_err()

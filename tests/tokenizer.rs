@@ -1,19 +1,15 @@
 //! The byte-level BPE: lossless, digits one by one, and the same tokens whether a
 //! text is tokenized whole or streamed in chunks.
 
+mod common;
+
 use infiniscope::tokenizer::{TextChunks, Tokenizer};
-use infiniscope::Model;
 
 const SAMPLE: &str = include_str!("../samples/paradise-lost.txt");
 
-fn bundled() -> Model {
-    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny"))
-        .unwrap()
-}
-
 #[test]
 fn encode_decode_is_lossless() {
-    let model = bundled();
+    let model = common::random_tiny();
     let hard = "Emoji 🦀👩‍👩‍👧, combining e\u{301}\u{308}, CJK 無限, tabs\t\tand\r\nCRLF, <script>alert(1)</script>, \u{0}";
     for text in [SAMPLE, hard, "", " ", "\n\n\n"] {
         let ids = model.tokenizer.encode(text).unwrap();
@@ -46,7 +42,7 @@ fn digits_are_single_tokens() {
 
 #[test]
 fn chunked_tokenization_equals_whole() {
-    let model = bundled();
+    let model = common::random_tiny();
     let whole = model.tokenizer.encode(SAMPLE).unwrap();
     let mut chunked = Vec::new();
     for chunk in TextChunks::new(SAMPLE.as_bytes(), 4096) {

@@ -90,3 +90,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
 pub fn segments_of(tokens: &[u32], segment_len: usize) -> Vec<Segment> {
     infiniscope::segment::segments(tokens, segment_len)
 }
+
+/// The bundled random test model.
+pub fn random_tiny() -> Model {
+    Model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/random-tiny"))
+        .expect("models/random-tiny loads")
+}
