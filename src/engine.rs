@@ -1,10 +1,11 @@
-//! Native choice of engine: the GPU when an adapter exists, else the CPU reference.
+//! The engine that runs a model: the GPU when an adapter exists, else the CPU
+//! reference. The same choice natively (the CLI) and in the browser (the page).
 
 use std::sync::Arc;
 
-use crate::gpu::{Gpu, GpuEngine, GpuModel};
+use crate::gpu::{GpuEngine, GpuModel};
 use crate::reference::Reference;
-use crate::taps::{RunOptions, Segment, SegmentOutput, Taps};
+use crate::taps::{LayerMemory, RunOptions, Segment, SegmentOutput, Taps};
 use crate::{Error, Model};
 
 pub enum Engine {
@@ -16,6 +17,7 @@ pub enum Engine {
 impl Engine {
     /// The CPU reference when `cpu` is set, else the GPU; without an adapter it falls
     /// back to the CPU and says why in the second value.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(model: Arc<Model>, options: RunOptions, cpu: bool) -> (Self, Option<String>) {
         if cpu {
             return (Self::Cpu(Reference::new(model, options)), None);
@@ -30,12 +32,28 @@ impl Engine {
     }
 
     /// The GPU engine, or an error when there is no usable adapter.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
-        let gpu = Arc::new(pollster::block_on(Gpu::new())?);
-        Ok(Self::Gpu(Box::new(GpuEngine::new(
-            GpuModel::upload(gpu, model)?,
-            options,
-        ))))
+        let gpu = Arc::new(pollster::block_on(crate::gpu::Gpu::new())?);
+        Ok(Self::on(GpuModel::upload(gpu, model)?, options))
+    }
+
+    /// An engine of its own on weights already on a device (shared between engines).
+    pub fn on(shared: Arc<GpuModel>, options: RunOptions) -> Self {
+        Self::Gpu(Box::new(GpuEngine::new(shared, options)))
+    }
+
+    /// The CPU reference, continuing from a memory state read back earlier (after a
+    /// lost GPU device, say).
+    pub fn cpu_from(
+        model: Arc<Model>,
+        options: RunOptions,
+        memory: Vec<LayerMemory>,
+        segments_written: usize,
+    ) -> Self {
+        let mut engine = Reference::new(model, options);
+        engine.restore(memory, segments_written);
+        Self::Cpu(engine)
     }
 
     /// Which device runs the model, for people.
@@ -50,6 +68,18 @@ impl Engine {
         matches!(self, Self::Gpu(_))
     }
 
+    pub async fn segment_async(
+        &mut self,
+        segment: &Segment,
+        taps: Taps,
+    ) -> Result<SegmentOutput, Error> {
+        match self {
+            Self::Cpu(engine) => engine.segment(segment, taps),
+            Self::Gpu(engine) => engine.segment_async(segment, taps).await,
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         match self {
             Self::Cpu(engine) => engine.segment(segment, taps),

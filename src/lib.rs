@@ -5,7 +5,9 @@
 //! ([`taps`]) → whatever draws them (the CLI, the web page).
 
 pub mod config;
+pub mod engine;
 pub mod gate;
+pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod passkey;
@@ -13,10 +15,9 @@ pub mod reference;
 pub mod segment;
 pub mod taps;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
-
-#[cfg(not(target_arch = "wasm32"))]
-pub mod engine;
 
 pub use config::{Config, UpdateRule};
 pub use model::Model;

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::json;
 
 use infiniscope::engine::Engine;
 use infiniscope::gate::{HeadKind, LOCAL_BELOW, MEMORY_ABOVE};
+use infiniscope::generate::{sample, OpenSegment};
 use infiniscope::segment::Segmenter;
 use infiniscope::taps::{Segment, Taps};
 use infiniscope::tokenizer::TextChunks;
@@ -502,33 +503,23 @@ fn generate(
         index += 1;
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut open = OpenSegment::new(index, context, n);
     let mut generated = Vec::new();
     let mut printed = String::new();
     let mut stdout = std::io::stdout();
     for _ in 0..count {
-        // The open segment is re-run as it grows, and written to memory once full.
-        let commit = context.len() == n;
-        let segment = Segment {
-            index,
-            tokens: context.clone(),
-            targets: Vec::new(),
-            commit,
+        let taps = Taps {
+            logits: true,
+            ..Taps::default()
         };
-        let out = engine.segment(
-            &segment,
-            Taps {
-                logits: true,
-                ..Taps::default()
-            },
-        )?;
+        let out = engine.segment(&open.segment(), taps)?;
         let logits = out.logits.expect("logits tapped");
-        let last = &logits[(context.len() - 1) * model.config.vocab_size..];
-        let next = sample(last, temperature, &mut rng);
-        if commit {
-            context.clear();
-            index += 1;
-        }
-        context.push(next);
+        let next = sample(
+            open.last(&logits, model.config.vocab_size),
+            temperature,
+            &mut rng,
+        );
+        open.push(next);
         generated.push(next);
         let text = model.tokenizer.decode(&generated)?;
         // Byte-level BPE can split a character over tokens: print only whole ones.
@@ -543,25 +534,6 @@ fn generate(
     }
     println!();
     Ok(())
-}
-
-fn sample(logits: &[f32], temperature: f32, rng: &mut impl Rng) -> u32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if temperature <= 0.0 {
-        return logits.iter().position(|&v| v == max).unwrap_or(0) as u32;
-    }
-    let weights: Vec<f32> = logits
-        .iter()
-        .map(|v| ((v - max) / temperature).exp())
-        .collect();
-    let mut pick = rng.random::<f32>() * weights.iter().sum::<f32>();
-    for (i, w) in weights.iter().enumerate() {
-        pick -= w;
-        if pick <= 0.0 {
-            return i as u32;
-        }
-    }
-    (weights.len() - 1) as u32
 }
 
 fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {

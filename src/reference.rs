@@ -333,6 +333,12 @@ impl Reference {
         &self.memory
     }
 
+    /// Continues from a state read out of another engine.
+    pub fn restore(&mut self, memory: Vec<LayerMemory>, segments_written: usize) {
+        self.memory = memory;
+        self.segments_written = segments_written;
+    }
+
     /// Runs one segment through every layer: read memory, then (if `commit`) write it.
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         validate_segment(&self.model, segment)?;

@@ -51,6 +51,14 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(tok_err)
     }
 
+    /// The bytes of the text one token stands for (empty for an unknown id).
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.inner
+            .id_to_token(id)
+            .map(|s| s.chars().filter_map(byte_of).collect())
+            .unwrap_or_default()
+    }
+
     /// Trains a byte-level BPE with `vocab_size` entries on `texts`. Digits are split
     /// into single tokens first, so numbers (pass keys) are spelled digit by digit.
     pub fn train<I, S>(texts: I, vocab_size: usize) -> Result<Self, Error>
@@ -174,5 +182,83 @@ impl<R: Read> Iterator for TextChunks<R> {
     type Item = Result<String, Error>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_chunk().transpose()
+    }
+}
+
+/// The byte a character of the byte-level alphabet stands for (GPT-2's table:
+/// printable Latin-1 bytes are themselves, the other 68 bytes are U+0100.. in order).
+fn byte_of(c: char) -> Option<u8> {
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || b >= 0xae;
+    let code = c as u32;
+    if code < 256 {
+        return printable(code).then_some(code as u8);
+    }
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth((code - 256) as usize)
+        .map(|b| b as u8)
+}
+
+/// Turns tokens one at a time into the text each adds. Byte-level BPE can split a
+/// character over tokens; its bytes are carried until the character is whole, so
+/// the pieces joined are exactly the decoded text.
+#[derive(Default)]
+pub struct Pieces {
+    carry: Vec<u8>,
+}
+
+impl Pieces {
+    pub fn next(&mut self, tokenizer: &Tokenizer, id: u32) -> String {
+        self.carry.extend(tokenizer.token_bytes(id));
+        let whole = match std::str::from_utf8(&self.carry) {
+            Ok(_) => self.carry.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Not UTF-8 and never will be (a model can generate any bytes).
+            Err(_) => {
+                let text = String::from_utf8_lossy(&self.carry).into_owned();
+                self.carry.clear();
+                return text;
+            }
+        };
+        let piece: Vec<u8> = self.carry.drain(..whole).collect();
+        String::from_utf8(piece).expect("validated above")
+    }
+}
+
+const MAX_PENDING: usize = 1 << 16;
+
+/// Tokenizes a text handed over in pieces of any size (a 50 MB paste, a few KB at a
+/// time), giving the same tokens as the whole text at once: it encodes up to the
+/// last word boundary and keeps the rest for the next piece.
+#[derive(Default)]
+pub struct StreamEncoder {
+    pending: String,
+}
+
+impl StreamEncoder {
+    pub fn push(&mut self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, Error> {
+        self.pending.push_str(text);
+        // A long run without spaces (CJK text, garbage) is cut anyway, as TextChunks
+        // does, so no push takes more than a bounded amount of work.
+        let cut = word_boundary(&self.pending).or_else(|| {
+            (self.pending.len() > MAX_PENDING).then(|| {
+                self.pending
+                    .char_indices()
+                    .next_back()
+                    .map_or(0, |(i, _)| i)
+            })
+        });
+        match cut {
+            Some(cut) => {
+                let rest = self.pending.split_off(cut);
+                let head = std::mem::replace(&mut self.pending, rest);
+                tokenizer.encode(&head)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Vec<u32>, Error> {
+        tokenizer.encode(&std::mem::take(&mut self.pending))
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{assert_close, gpu, model, odd_config, random_tokens, relative_error, segments_of};
+use infiniscope::engine::Engine;
 use infiniscope::gpu::{GpuEngine, GpuModel};
 use infiniscope::reference::Reference;
 use infiniscope::taps::{Segment, Taps};
@@ -178,4 +179,36 @@ fn gpu_engine_rejects_bad_segments() {
         commit: true,
     };
     assert_eq!(gpu.segment(&ok, Taps::ALL).unwrap().loss.unwrap().len(), 2);
+}
+
+/// After a lost GPU the page continues on the CPU from the memory it last read back:
+/// that continuation must equal a CPU run from the start.
+#[test]
+fn cpu_continues_from_gpu_memory() {
+    let model = model(odd_config(UpdateRule::Delta), 8);
+    let c = &model.config;
+    let segments = segments_of(
+        &random_tokens(6 * c.segment_len, c.vocab_size, 9),
+        c.segment_len,
+    );
+    let options = RunOptions::for_config(c);
+    let (mut cpu, mut gpu) = engines(&model, options);
+    let mut snapshot = Vec::new();
+    for segment in &segments[..3] {
+        cpu.segment(segment, Taps::default()).unwrap();
+        snapshot = gpu.segment(segment, Taps::ALL).unwrap().memory.unwrap();
+    }
+    let mut resumed = Engine::cpu_from(Arc::clone(&model), options, snapshot, 3);
+    for segment in &segments[3..] {
+        let want = cpu.segment(segment, Taps::ALL).unwrap();
+        let got = resumed.segment(segment, Taps::ALL).unwrap();
+        assert_close(
+            "loss after the switch",
+            got.loss.as_ref().unwrap(),
+            want.loss.as_ref().unwrap(),
+            1e-3,
+        );
+        let (g, w) = (got.memory.unwrap(), want.memory.unwrap());
+        assert_close("M after the switch", &g[0].m, &w[0].m, 1e-4);
+    }
 }

@@ -3,17 +3,63 @@
 
 mod common;
 
-use infiniscope::tokenizer::{TextChunks, Tokenizer};
+use infiniscope::tokenizer::{Pieces, StreamEncoder, TextChunks, Tokenizer};
 
 const SAMPLE: &str = include_str!("../samples/paradise-lost.txt");
+
+const HARD: &str = "Emoji 🦀👩‍👩‍👧, combining e\u{301}\u{308}, CJK 無限, tabs\t\tand\r\nCRLF, <script>alert(1)</script>, \u{0}";
 
 #[test]
 fn encode_decode_is_lossless() {
     let model = common::random_tiny();
-    let hard = "Emoji 🦀👩‍👩‍👧, combining e\u{301}\u{308}, CJK 無限, tabs\t\tand\r\nCRLF, <script>alert(1)</script>, \u{0}";
-    for text in [SAMPLE, hard, "", " ", "\n\n\n"] {
+    for text in [SAMPLE, HARD, "", " ", "\n\n\n"] {
         let ids = model.tokenizer.encode(text).unwrap();
         assert_eq!(model.tokenizer.decode(&ids).unwrap(), text);
+    }
+}
+
+/// The page tints each token's own text: the pieces must add up to the text exactly,
+/// characters split over tokens included.
+#[test]
+fn token_pieces_join_to_the_text() {
+    let model = common::random_tiny();
+    for text in [&SAMPLE[..20_000], HARD] {
+        let ids = model.tokenizer.encode(text).unwrap();
+        let mut pieces = Pieces::default();
+        let joined: String = ids
+            .iter()
+            .map(|&id| pieces.next(&model.tokenizer, id))
+            .collect();
+        assert_eq!(joined, text);
+    }
+    // Somewhere a character is split: its first token's piece is empty.
+    let ids = model.tokenizer.encode("無限無限").unwrap();
+    let mut pieces = Pieces::default();
+    let split: Vec<String> = ids
+        .iter()
+        .map(|&id| pieces.next(&model.tokenizer, id))
+        .collect();
+    assert!(
+        ids.len() > 4 && split.iter().any(String::is_empty),
+        "{split:?}"
+    );
+}
+
+#[test]
+fn streamed_pieces_tokenize_like_the_whole() {
+    let model = common::random_tiny();
+    let text = format!("{}{HARD}", &SAMPLE[..30_000]);
+    let whole = model.tokenizer.encode(&text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    for size in [1, 7, 100, 4096] {
+        let mut encoder = StreamEncoder::default();
+        let mut streamed = Vec::new();
+        for piece in chars.chunks(size) {
+            let piece: String = piece.iter().collect();
+            streamed.extend(encoder.push(&model.tokenizer, &piece).unwrap());
+        }
+        streamed.extend(encoder.finish(&model.tokenizer).unwrap());
+        assert_eq!(streamed, whole, "pieces of {size} characters");
     }
 }
 

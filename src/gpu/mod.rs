@@ -81,9 +81,14 @@ impl Gpu {
 
     /// "name (backend, device type)", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
+        // Browsers hide the adapter's name.
+        let name = match self.adapter.name.as_str() {
+            "" => "unnamed adapter",
+            name => name,
+        };
         format!(
-            "{} ({:?}, {:?})",
-            self.adapter.name, self.adapter.backend, self.adapter.device_type
+            "{name} ({:?}, {:?})",
+            self.adapter.backend, self.adapter.device_type
         )
     }
 

@@ -1,0 +1,503 @@
+//! The browser's entry points (wasm-bindgen). A [`WebModel`] is loaded once per page
+//! and shared: its weights live on one WebGPU device. Every view gets a [`Session`]
+//! of its own (activations and memory M, z) on that device. Text flows in through a
+//! [`WebEncoder`], segments run one at a time, and each returns a [`SegmentResult`]:
+//! the taps the panels draw. Nothing here draws; nothing in the page computes.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use wasm_bindgen::prelude::*;
+
+use crate::engine::Engine;
+use crate::gate::{sigmoid, HeadKind};
+use crate::generate::{sample, OpenSegment};
+use crate::gpu::{Gpu, GpuModel};
+use crate::passkey;
+use crate::reference::Reference;
+use crate::segment::Segmenter;
+use crate::taps::{LayerMemory, Segment, SegmentOutput, Taps};
+use crate::tokenizer::{Pieces, StreamEncoder};
+use crate::{Error, MemoryMode, Model, RunOptions};
+
+fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[wasm_bindgen]
+pub struct WebModel {
+    model: Arc<Model>,
+    gpu: Option<Arc<GpuModel>>,
+    note: Option<String>,
+}
+
+#[wasm_bindgen]
+impl WebModel {
+    /// Validates the three files of a model folder and, when `use_gpu`, uploads the
+    /// weights to a WebGPU device. If that fails the model still loads, runs on the
+    /// CPU reference, and `note` says why.
+    pub async fn load(
+        config: Vec<u8>,
+        weights: Vec<u8>,
+        tokenizer: Vec<u8>,
+        use_gpu: bool,
+    ) -> Result<WebModel, JsError> {
+        let model = Arc::new(Model::from_bytes(&config, &weights, &tokenizer).map_err(js_error)?);
+        let mut note = None;
+        let mut gpu = None;
+        if use_gpu {
+            let device = Gpu::new().await;
+            match device.and_then(|device| GpuModel::upload(Arc::new(device), Arc::clone(&model))) {
+                Ok(shared) => gpu = Some(shared),
+                Err(e) => note = Some(format!("{e}; running on the CPU reference instead")),
+            }
+        }
+        Ok(WebModel { model, gpu, note })
+    }
+
+    /// The adapter the model runs on, for people.
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        match &self.gpu {
+            Some(shared) => format!("WebGPU: {}", shared.gpu.describe()),
+            None => "CPU reference (WebAssembly)".into(),
+        }
+    }
+
+    /// Why the model is not on the GPU although it was asked to be.
+    #[wasm_bindgen(getter)]
+    pub fn note(&self) -> Option<String> {
+        self.note.clone()
+    }
+
+    /// config.json plus what the panels derive from it, as JSON.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> String {
+        let c = &self.model.config;
+        serde_json::json!({
+            "config": c,
+            "parameters": c.n_params(),
+            "memory_bytes": c.memory_floats() * 4,
+            "kv_bytes_per_token": c.kv_cache_floats(1) * 4,
+        })
+        .to_string()
+    }
+
+    /// g = sigmoid(β) of every head, layer by layer.
+    pub fn gates(&self) -> Vec<f32> {
+        self.model
+            .weights
+            .layers
+            .iter()
+            .flat_map(|layer| layer.beta.iter().map(|&b| sigmoid(b)))
+            .collect()
+    }
+
+    /// "specialized-local", "mixer" or "specialized-memory" for every head, as [`Self::gates`].
+    pub fn head_kinds(&self) -> Vec<String> {
+        self.gates()
+            .into_iter()
+            .map(|g| HeadKind::of_gate(g).label().to_string())
+            .collect()
+    }
+
+    pub fn encoder(&self) -> WebEncoder {
+        WebEncoder {
+            model: Arc::clone(&self.model),
+            encoder: StreamEncoder::default(),
+            pieces: Pieces::default(),
+        }
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, JsError> {
+        self.model.tokenizer.decode(ids).map_err(js_error)
+    }
+
+    /// The passkey haystack of the CLI's `passkey` command: `length` tokens of the
+    /// paper's filler, the key at `depth`, the question, then the key's digits.
+    pub fn passkey(&self, length: usize, depth: f32, key: u32) -> Result<WebPasskey, JsError> {
+        let tokenizer = &self.model.tokenizer;
+        let filler = tokenizer.encode(passkey::REPETITIVE).map_err(js_error)?;
+        let haystack = passkey::build(tokenizer, length, depth, key, &filler).map_err(js_error)?;
+        let mut pieces = Pieces::default();
+        Ok(WebPasskey {
+            answer_at: haystack.answer_at(),
+            pieces: haystack
+                .tokens
+                .iter()
+                .map(|&id| pieces.next(tokenizer, id))
+                .collect(),
+            inner: haystack,
+        })
+    }
+
+    /// Destroys the WebGPU device, as a driver reset would: for testing recovery.
+    pub fn lose_device(&self) {
+        if let Some(shared) = &self.gpu {
+            shared.gpu.device.destroy();
+        }
+    }
+}
+
+#[wasm_bindgen]
+pub struct WebPasskey {
+    inner: passkey::Passkey,
+    pieces: Vec<String>,
+    answer_at: usize,
+}
+
+#[wasm_bindgen]
+impl WebPasskey {
+    #[wasm_bindgen(getter)]
+    pub fn tokens(&self) -> Vec<u32> {
+        self.inner.tokens.clone()
+    }
+    /// The text of each token, as [`Tokens::pieces`].
+    #[wasm_bindgen(getter)]
+    pub fn pieces(&self) -> Vec<String> {
+        self.pieces.clone()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> String {
+        self.inner.key.clone()
+    }
+    /// Position of the first answer digit (predicted at the position before it).
+    #[wasm_bindgen(getter)]
+    pub fn answer_at(&self) -> usize {
+        self.answer_at
+    }
+}
+
+/// Tokenizes a text handed over in pieces, with each token's own text.
+#[wasm_bindgen]
+pub struct WebEncoder {
+    model: Arc<Model>,
+    encoder: StreamEncoder,
+    pieces: Pieces,
+}
+
+#[wasm_bindgen]
+impl WebEncoder {
+    pub fn push(&mut self, text: &str) -> Result<Tokens, JsError> {
+        let ids = self
+            .encoder
+            .push(&self.model.tokenizer, text)
+            .map_err(js_error)?;
+        Ok(self.tokens(ids))
+    }
+
+    pub fn finish(&mut self) -> Result<Tokens, JsError> {
+        let ids = self
+            .encoder
+            .finish(&self.model.tokenizer)
+            .map_err(js_error)?;
+        Ok(self.tokens(ids))
+    }
+
+    fn tokens(&mut self, ids: Vec<u32>) -> Tokens {
+        let pieces = ids
+            .iter()
+            .map(|&id| self.pieces.next(&self.model.tokenizer, id))
+            .collect();
+        Tokens { ids, pieces }
+    }
+}
+
+#[wasm_bindgen]
+pub struct Tokens {
+    ids: Vec<u32>,
+    pieces: Vec<String>,
+}
+
+#[wasm_bindgen]
+impl Tokens {
+    #[wasm_bindgen(getter)]
+    pub fn ids(&self) -> Vec<u32> {
+        self.ids.clone()
+    }
+    /// The text of each token; joined, exactly the text pushed.
+    #[wasm_bindgen(getter)]
+    pub fn pieces(&self) -> Vec<String> {
+        self.pieces.clone()
+    }
+}
+
+/// One reader of one text: its engine (on the shared device or the CPU) with its
+/// memory state, the segments waiting to run, and after the text the open segment
+/// that continue-writing extends.
+#[wasm_bindgen]
+pub struct Session {
+    state: Rc<RefCell<State>>,
+}
+
+struct State {
+    model: Arc<Model>,
+    options: RunOptions,
+    engine: Engine,
+    segmenter: Segmenter,
+    queue: VecDeque<Segment>,
+    /// Segments written to memory, and the memory after the last of them: what a
+    /// CPU engine continues from if the GPU is lost.
+    committed: usize,
+    memory: Vec<LayerMemory>,
+    open: Option<OpenSegment>,
+    pieces: Pieces,
+    rng: ChaCha8Rng,
+}
+
+fn busy() -> JsError {
+    JsError::new("this session is still running a segment")
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// A fresh reader; `memory_on = false` gives the local-only baseline.
+    #[wasm_bindgen(constructor)]
+    pub fn new(model: &WebModel, memory_on: bool) -> Session {
+        let shared = Arc::clone(&model.model);
+        let options = RunOptions {
+            memory: if memory_on {
+                MemoryMode::On
+            } else {
+                MemoryMode::Off
+            },
+            ..RunOptions::for_config(&shared.config)
+        };
+        let engine = match &model.gpu {
+            Some(gpu) => Engine::on(Arc::clone(gpu), options),
+            None => Engine::Cpu(Reference::new(Arc::clone(&shared), options)),
+        };
+        let c = &shared.config;
+        let state = State {
+            memory: vec![LayerMemory::zeros(c.n_heads, c.head_dim); c.n_layers],
+            segmenter: Segmenter::new(c.segment_len),
+            model: shared,
+            options,
+            engine,
+            queue: VecDeque::new(),
+            committed: 0,
+            open: None,
+            pieces: Pieces::default(),
+            rng: ChaCha8Rng::seed_from_u64(0),
+        };
+        Session {
+            state: Rc::new(RefCell::new(state)),
+        }
+    }
+
+    /// Where this session runs now (it moves to the CPU if the GPU is lost).
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        match self.state.try_borrow() {
+            Ok(state) => state.engine.describe(),
+            Err(_) => "busy".into(),
+        }
+    }
+
+    /// More tokens of the text.
+    pub fn feed(&self, ids: &[u32]) -> Result<(), JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let segments = state.segmenter.push(ids);
+        state.queue.extend(segments);
+        Ok(())
+    }
+
+    /// The text is complete: its last tokens become a last segment, which is read
+    /// but not written to memory, so that continue-writing can extend it.
+    pub fn end_text(&self) -> Result<(), JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        if let Some(mut last) = state.segmenter.finish() {
+            last.commit = false;
+            let n = state.model.config.segment_len;
+            state.open = Some(OpenSegment::new(last.index, last.tokens.clone(), n));
+            state.queue.push_back(last);
+        }
+        Ok(())
+    }
+
+    /// Segments ready to run.
+    #[wasm_bindgen(getter)]
+    pub fn pending(&self) -> usize {
+        self.state.try_borrow().map_or(0, |s| s.queue.len())
+    }
+
+    /// Runs the next segment; resolves to its [`SegmentResult`], or `undefined`
+    /// when none is ready.
+    pub fn step(&self) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut state = state.try_borrow_mut().map_err(|_| busy())?;
+            let Some(segment) = state.queue.pop_front() else {
+                return Ok(JsValue::UNDEFINED);
+            };
+            let (out, recovered) = state.run(&segment, Taps::ALL_BUT_LOGITS).await?;
+            Ok(SegmentResult::new(&state, &segment, out, recovered).into())
+        })
+    }
+
+    /// Generates one token after the text read so far; resolves to its text (empty
+    /// while a character is split over tokens).
+    pub fn generate(&self, temperature: f32) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut state = state.try_borrow_mut().map_err(|_| busy())?;
+            if !state.queue.is_empty() {
+                return Err(JsError::new("the text is still being read").into());
+            }
+            let Some(segment) = state.open.as_ref().map(OpenSegment::segment) else {
+                return Err(JsError::new("read a text first: there is nothing to continue").into());
+            };
+            let taps = Taps {
+                logits: true,
+                memory: segment.commit,
+                ..Taps::default()
+            };
+            let (out, _) = state.run(&segment, taps).await?;
+            let logits = out.logits.expect("logits tapped");
+            let state = &mut *state;
+            let open = state.open.as_mut().expect("checked above");
+            let vocab = state.model.config.vocab_size;
+            let next = sample(open.last(&logits, vocab), temperature, &mut state.rng);
+            open.push(next);
+            Ok(JsValue::from(
+                state.pieces.next(&state.model.tokenizer, next),
+            ))
+        })
+    }
+}
+
+impl Taps {
+    /// Everything the panels draw: loss, memory shares and the memory state.
+    const ALL_BUT_LOGITS: Taps = Taps {
+        logits: false,
+        ..Taps::ALL
+    };
+}
+
+impl State {
+    /// Runs a segment; if the GPU fails (device lost, out of memory), continues on
+    /// the CPU reference from the memory of the last committed segment and says so.
+    async fn run(
+        &mut self,
+        segment: &Segment,
+        taps: Taps,
+    ) -> Result<(SegmentOutput, Option<String>), JsError> {
+        let mut recovered = None;
+        let out = match self.engine.segment_async(segment, taps).await {
+            Err(Error::Gpu(message)) if self.engine.is_gpu() => {
+                self.engine = Engine::cpu_from(
+                    Arc::clone(&self.model),
+                    self.options,
+                    self.memory.clone(),
+                    self.committed,
+                );
+                recovered = Some(format!(
+                    "the GPU failed ({message}); continuing on the CPU reference from segment {}",
+                    segment.index
+                ));
+                self.engine.segment_async(segment, taps).await
+            }
+            other => other,
+        }
+        .map_err(js_error)?;
+        if segment.commit {
+            self.committed += 1;
+            if let Some(memory) = &out.memory {
+                self.memory = memory.clone();
+            }
+        }
+        Ok((out, recovered))
+    }
+}
+
+/// What one segment left behind, for the panels.
+#[wasm_bindgen]
+pub struct SegmentResult {
+    index: usize,
+    tokens: Vec<u32>,
+    loss: Vec<f32>,
+    argmax: Vec<u32>,
+    share: Vec<f32>,
+    m: Vec<f32>,
+    z: Vec<f32>,
+    recovered: Option<String>,
+    device: String,
+}
+
+impl SegmentResult {
+    fn new(
+        state: &State,
+        segment: &Segment,
+        out: SegmentOutput,
+        recovered: Option<String>,
+    ) -> Self {
+        let memory = out.memory.unwrap_or_default();
+        Self {
+            index: segment.index,
+            tokens: segment.tokens.clone(),
+            loss: out.loss.unwrap_or_default(),
+            argmax: out.argmax.unwrap_or_default(),
+            share: out.memory_share.unwrap_or_default(),
+            m: memory.iter().flat_map(|l| l.m.iter().copied()).collect(),
+            z: memory.iter().flat_map(|l| l.z.iter().copied()).collect(),
+            recovered,
+            device: state.engine.describe(),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl SegmentResult {
+    /// Position of this segment in the text (0 for the first).
+    #[wasm_bindgen(getter)]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    #[wasm_bindgen(getter)]
+    pub fn tokens(&self) -> Vec<u32> {
+        self.tokens.clone()
+    }
+    /// Cross-entropy (nats) of each position whose next token is known.
+    #[wasm_bindgen(getter)]
+    pub fn loss(&self) -> Vec<f32> {
+        self.loss.clone()
+    }
+    /// The most likely next token at every position.
+    #[wasm_bindgen(getter)]
+    pub fn argmax(&self) -> Vec<u32> {
+        self.argmax.clone()
+    }
+    /// Memory share `[layer][t][head]`: how much of each head's output came from memory.
+    #[wasm_bindgen(getter)]
+    pub fn share(&self) -> Vec<f32> {
+        self.share.clone()
+    }
+    /// M of every head after this segment, `[layer][head][i][j]`.
+    #[wasm_bindgen(getter)]
+    pub fn m(&self) -> Vec<f32> {
+        self.m.clone()
+    }
+    /// z of every head after this segment, `[layer][head][i]`.
+    #[wasm_bindgen(getter)]
+    pub fn z(&self) -> Vec<f32> {
+        self.z.clone()
+    }
+    /// Set when the GPU failed during this segment and the session moved to the CPU.
+    #[wasm_bindgen(getter)]
+    pub fn recovered(&self) -> Option<String> {
+        self.recovered.clone()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.device.clone()
+    }
+}

@@ -1,0 +1,102 @@
+// Bad input gets a clear message and the page keeps working: empty text, a 50 MB
+// paste (streamed, never frozen), binary files, emoji and combining marks, pasted
+// HTML (shown as text, never run), a model URL that 404s or is corrupt.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { browser, open, runAndWait, serve, shown } from "./harness.mjs";
+
+let server;
+let chrome;
+let page;
+before(async () => {
+  server = await serve();
+  chrome = await browser();
+  page = await open(chrome, `${server.url}/`);
+  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+});
+after(async () => {
+  await chrome?.close();
+  server?.close();
+});
+
+const scopeText = () => page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".text").textContent);
+
+test("an empty text says so", async () => {
+  await page.fill("#text", "");
+  await page.click("#read");
+  assert.match(await page.textContent("#input-message"), /empty/);
+});
+
+test("pasted HTML and script are shown as text and never run", async () => {
+  const html = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b> &amp; done`;
+  await page.fill("#text", html);
+  await runAndWait(page, "#scope", () => page.click("#read"));
+  assert.equal(await scopeText(), html);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelectorAll(".text img, .text script, .text b").length), 0);
+});
+
+test("emoji, combining marks and CJK come back exactly", async () => {
+  const text = "Emoji 🦀👩‍👩‍👧🇫🇷, combining e\u0301\u0308 a\u030A, 無限の文脈, tabs\t\tand\r\nCRLF. ".repeat(3);
+  await page.fill("#text", text);
+  await runAndWait(page, "#scope", () => page.click("#read"));
+  assert.equal(await scopeText(), text.replace(/\r\n/g, "\n"));
+});
+
+test("a binary file is refused with a message", async () => {
+  const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256));
+  await page.setInputFiles("#file", { name: "garbage.bin", mimeType: "application/octet-stream", buffer: bytes });
+  await page.waitForFunction(() => /binary|UTF-8/.test(document.getElementById("input-message").textContent));
+  const invalid = Buffer.from([0x41, 0x42, 0xff, 0xfe, 0x43]);
+  await page.setInputFiles("#file", { name: "latin1.txt", mimeType: "text/plain", buffer: invalid });
+  await page.waitForFunction(() => /not UTF-8/.test(document.getElementById("input-message").textContent));
+});
+
+test("a 50 MB text streams: segments keep coming and the page answers input", async () => {
+  await page.evaluate(() => {
+    const sentence = "The pass of time is long and the text is longer still, so it is read a piece at a time. ";
+    document.querySelector("#scope").text = sentence.repeat(Math.ceil(50e6 / sentence.length));
+  });
+  const longTasks = await page.evaluate(() => {
+    window.__long = [];
+    new PerformanceObserver((list) => window.__long.push(...list.getEntries().map((e) => e.duration))).observe({ type: "longtask" });
+    document.querySelector("#scope").run();
+    return true;
+  });
+  assert.ok(longTasks);
+  const rows = "document.querySelector('#scope').shadowRoot.querySelectorAll('table.losses tbody tr').length";
+  await page.waitForFunction(`${rows} >= 3`, null, { timeout: 120_000 });
+  // The page still reacts to input while the model reads.
+  await page.fill("#gen-count", "7");
+  assert.equal(await page.inputValue("#gen-count"), "7");
+  const status = await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".status").textContent);
+  assert.match(status, /~\d{1,3}(,\d{3}){2,} tokens/, `a total of millions of tokens is estimated: ${status}`);
+  const long = await page.evaluate(() => window.__long);
+  console.log(`main-thread tasks over 50 ms while reading the 50 MB text: ${long.length} (longest ${Math.max(0, ...long).toFixed(0)} ms)`);
+  await page.evaluate(() => document.querySelector("#scope").cancel());
+});
+
+test("a model URL that 404s or is corrupt gives a message; the page keeps working", async () => {
+  for (const [url, pattern] of [["missing/", /HTTP 404/], ["corrupt/", /invalid weights|safetensors/i]]) {
+    const message = await page.evaluate(
+      (model) =>
+        new Promise((resolve) => {
+          const el = document.createElement("infini-scope");
+          el.id = "broken";
+          el.setAttribute("model", model);
+          el.addEventListener("error", (e) => resolve(e.detail.message), { once: true });
+          document.body.append(el);
+        }),
+      url,
+    );
+    assert.match(message, pattern);
+    const view = await shown(page, "#broken");
+    assert.match(view.error, pattern, "the message is shown in the element");
+    await page.evaluate(() => document.getElementById("broken").remove());
+  }
+  await page.fill("#text", "Still working after a broken model elsewhere on the page. ".repeat(4));
+  const done = await runAndWait(page, "#scope", () => page.click("#read"));
+  assert.ok(done.tokens > 0);
+  assert.deepEqual(page.problems, []);
+});

@@ -1,0 +1,46 @@
+// embed.html: two <infini-scope> elements on one page share one model and one
+// device, and each shows the CLI's numbers for its own text. Then the same page
+// without WebGPU, on the CPU reference compiled to WebAssembly.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { assertMatchesCli, browser, cliEval, open, ROOT, serve, shown } from "./harness.mjs";
+
+let server;
+after(() => server?.close());
+before(async () => {
+  server = await serve();
+});
+
+async function bothDone(page) {
+  await page.waitForFunction(
+    () => ["first", "second"].every((id) => document.getElementById(id).shadowRoot.querySelectorAll("table.losses tbody tr").length === 8 && !document.getElementById(id).shadowRoot.querySelector("button.cancel").disabled === false),
+    null,
+    { timeout: 300_000 },
+  );
+}
+
+async function checkEmbed(webgpu) {
+  const chrome = await browser({ webgpu });
+  try {
+    const page = await open(chrome, `${server.url}/embed.html`);
+    await bothDone(page);
+    const texts = await page.evaluate(() => ["first", "second"].map((id) => document.getElementById(id).text));
+    const sharesModel = await page.evaluate(() => document.getElementById("first").model === document.getElementById("second").model);
+    assert.ok(sharesModel, "both elements hold the same loaded model (one device)");
+    for (const [i, id] of ["first", "second"].entries()) {
+      const view = await shown(page, `#${id}`);
+      assert.match(view.device, webgpu ? /WebGPU/ : /CPU reference/, view.device);
+      if (!webgpu) assert.match(view.note, /WebGPU/i, "says why it is on the CPU");
+      assertMatchesCli(assert, view, cliEval(texts[i]), { segments: 8 });
+    }
+    if (webgpu) await page.screenshot({ path: join(ROOT, "target/screenshots/embed.png"), fullPage: true });
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await chrome.close();
+  }
+}
+
+test("embed.html: two instances on WebGPU", () => checkEmbed(true));
+test("embed.html without WebGPU falls back to the CPU reference with the same numbers", () => checkEmbed(false));

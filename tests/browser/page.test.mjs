@@ -1,0 +1,136 @@
+// The demo page on SwiftShader WebGPU: it loads, reads a pasted text, every panel
+// draws, and what it shows equals the native CLI on the same text and model.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { assertMatchesCli, browser, cliEval, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
+
+const SHOTS = join(ROOT, "target/screenshots");
+const TEXT =
+  "Whether I shall turn out to be the hero of my own life, or whether that station will be held by anybody else, these pages must show. " +
+  "To begin my life with the beginning of my life, I record that I was born (as I have been informed and believe) on a Friday, at twelve o'clock at night. " +
+  "It was remarked that the clock began to strike, and I began to cry, simultaneously.";
+
+let server;
+let chrome;
+before(async () => {
+  server = await serve();
+  chrome = await browser();
+  mkdirSync(SHOTS, { recursive: true });
+});
+after(async () => {
+  await chrome?.close();
+  server?.close();
+});
+
+async function readyPage() {
+  const page = await open(chrome, `${server.url}/`);
+  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  return page;
+}
+
+test("the page reads a pasted text on WebGPU and shows the CLI's numbers", async () => {
+  const page = await readyPage();
+  const before = await shown(page, "#scope");
+  assert.match(before.device, /WebGPU/, `runs on WebGPU: ${before.device}`);
+  await page.fill("#text", TEXT);
+  const done = await runAndWait(page, "#scope", () => page.click("#read"));
+  const cli = cliEval(TEXT);
+  assert.equal(done.tokens, cli.tokens, "same number of tokens as the CLI");
+  const page_ = await shown(page, "#scope");
+  assertMatchesCli(assert, page_, cli);
+  cli.heads.flat().forEach((h, i) => {
+    assert.ok(Math.abs(page_.gates[i].share - h.memory_share) < 1e-3, `mean memory share ${i}: page ${page_.gates[i].share}, CLI ${h.memory_share}`);
+    assert.equal(page_.gates[i].kind, h.kind);
+  });
+
+  // Every panel drew something.
+  const drawn = await page.evaluate(() => {
+    const root = document.querySelector("#scope").shadowRoot;
+    const inked = (c) => {
+      const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let coloured = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] !== 246 || data[i + 1] !== 246 || data[i + 2] !== 246) coloured++;
+      return coloured;
+    };
+    return {
+      heatmaps: [...root.querySelectorAll(".heads canvas.m")].map(inked),
+      z: [...root.querySelectorAll(".heads canvas.z")].map(inked),
+      normLines: root.querySelectorAll("svg.norms path").length,
+      lossLines: root.querySelectorAll("svg.loss-chart path").length,
+      text: root.querySelector(".text").textContent,
+      tinted: [...root.querySelectorAll(".text span")].filter((s) => s.style.background).length,
+      kv: root.querySelector(".kv-bytes").textContent,
+      memory: root.querySelector(".memory-bytes").textContent,
+      status: root.querySelector(".status").textContent,
+    };
+  });
+  assert.ok(drawn.heatmaps.length > 0 && drawn.heatmaps.every((n) => n > 0), `every M heatmap has colour: ${drawn.heatmaps}`);
+  assert.ok(drawn.z.every((n) => n > 0), "every z strip has colour");
+  assert.ok(drawn.normLines > 0 && drawn.lossLines > 0, "norm and loss charts drawn");
+  assert.equal(drawn.text, TEXT, "the text panel shows exactly the text");
+  assert.ok(drawn.tinted > 0, "tokens tinted by memory share");
+  assert.match(drawn.memory, /KB/);
+  assert.match(drawn.kv, /KB/);
+  assert.match(drawn.status, new RegExp(`${cli.tokens} / ~${cli.tokens} tokens`));
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test("the sample runs live: screenshot mid-run, pause, resume, cancel", async () => {
+  const page = await readyPage();
+  await page.waitForFunction(() => document.querySelector("#scope").text.length > 100_000);
+  await page.click("#read");
+  const root = "document.querySelector('#scope').shadowRoot";
+  await page.waitForFunction(`${root}.querySelectorAll('table.losses tbody tr').length >= 6`, null, { timeout: 180_000 });
+  await page.screenshot({ path: join(SHOTS, "page-mid-run.png"), fullPage: true });
+  await page.click("infini-scope >> button.pause");
+  const paused = await page.evaluate(`${root}.querySelectorAll('table.losses tbody tr').length`);
+  await page.waitForTimeout(1500);
+  const still = await page.evaluate(`${root}.querySelectorAll('table.losses tbody tr').length`);
+  assert.ok(still <= paused + 1, `paused: ${paused} → ${still} segments`);
+  await page.click("infini-scope >> button.pause");
+  await page.waitForFunction(`${root}.querySelectorAll('table.losses tbody tr').length > ${still}`, null, { timeout: 60_000 });
+  await page.click("infini-scope >> button.cancel");
+  await page.waitForFunction(`${root}.querySelector('button.run').disabled === false`);
+  // Continue-writing after the text read so far streams tokens into the box.
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test("passkey and continue-writing", async () => {
+  const page = await readyPage();
+  await page.selectOption("#pk-length", "256");
+  await page.selectOption("#pk-depth", "0.5");
+  await page.click("#pk-run");
+  await page.waitForFunction(() => /\d{5} \/ \d{5}/.test(document.getElementById("pk-256-0.5").textContent), null, { timeout: 180_000 });
+  const cell = await page.textContent('[id="pk-256-0.5"]');
+  const [answer, key] = cell.split(" / ");
+  assert.equal(key.length, 5);
+  assert.equal(answer.length, 5, `the answer is five digits: ${cell}`);
+  await page.fill("#gen-count", "12");
+  await page.click("#gen-run");
+  await page.waitForFunction(() => !document.getElementById("gen-run").disabled && document.getElementById("gen-out").textContent.length > 0, null, { timeout: 120_000 });
+  const generated = await page.textContent("#gen-out");
+  assert.ok(generated.length > 0 && !/Read a text first|still being read/.test(generated), `generated: ${generated}`);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test("a lost GPU device mid-run moves to the CPU and keeps the numbers", async () => {
+  const page = await readyPage();
+  await page.fill("#text", TEXT);
+  const done = await runAndWait(page, "#scope", async () => {
+    await page.click("#read");
+    await page.waitForFunction(() => document.querySelector("#scope").shadowRoot.querySelectorAll("table.losses tbody tr").length >= 2);
+    await page.evaluate(() => document.querySelector("#scope").model.model.lose_device());
+  });
+  const view = await shown(page, "#scope");
+  assert.match(view.note, /GPU was lost/);
+  assert.match(view.device, /CPU reference/);
+  assertMatchesCli(assert, view, cliEval(TEXT));
+  assert.ok(done.tokens > 0);
+  await page.close();
+});

@@ -1,0 +1,121 @@
+// The demo page around one <infini-scope>: where the text comes from (paste, drop,
+// file, the bundled sample), the passkey experiment and continue-writing. All model
+// work goes through the element's methods.
+
+import "./infini-scope.js";
+
+const $ = (id) => document.getElementById(id);
+const scope = $("scope");
+const SAMPLE = new URL("samples/paradise-lost.txt", import.meta.url);
+
+function say(element, text, error = false) {
+  element.textContent = text;
+  element.classList.toggle("error", error);
+}
+
+/** A dropped or chosen file as text; refuses what is not UTF-8 text. */
+async function readFile(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  if (bytes.subarray(0, 65536).includes(0)) throw new Error(`${file.name} looks like a binary file (it contains NUL bytes), not text`);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new Error(`${file.name} is not UTF-8 text`);
+  }
+}
+
+/** What useText put in the text box: while it is unedited, the element's text is read. */
+let shown = null;
+
+/** Hands text to the element; a very long text is not put whole into the text box. */
+function useText(text, origin) {
+  const limit = 2_000_000;
+  $("text").value = text.length > limit ? `${text.slice(0, limit)}\n… (${origin}: ${text.length.toLocaleString("en")} characters, shown in part; all of it is read)` : text;
+  shown = $("text").value;
+  scope.text = text;
+  say($("input-message"), `${origin}: ${text.length.toLocaleString("en")} characters`);
+}
+
+async function loadFile(file) {
+  try {
+    useText(await readFile(file), file.name);
+    scope.run();
+  } catch (e) {
+    say($("input-message"), e.message, true);
+  }
+}
+
+$("sample").onclick = async () => {
+  try {
+    const response = await fetch(SAMPLE);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    useText(await response.text(), "Paradise Lost");
+  } catch (e) {
+    say($("input-message"), `The sample could not be loaded: ${e.message}`, true);
+  }
+};
+$("file").onchange = (e) => e.target.files[0] && loadFile(e.target.files[0]);
+$("read").onclick = () => {
+  const text = $("text").value;
+  if (text === shown && text !== "") return scope.run();
+  scope.text = text;
+  if (!text) return say($("input-message"), "Nothing to read: the text box is empty.", true);
+  say($("input-message"), `${text.length.toLocaleString("en")} characters`);
+  scope.run();
+};
+const drop = $("drop");
+drop.ondragover = (e) => {
+  e.preventDefault();
+  drop.classList.add("over");
+};
+drop.ondragleave = () => drop.classList.remove("over");
+drop.ondrop = (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  const file = e.dataTransfer.files[0];
+  if (file) loadFile(file);
+};
+
+// Passkey: results fill a length × depth grid as runs finish.
+const lengths = [...$("pk-length").options].map((o) => +o.value);
+const depths = [...$("pk-depth").options].map((o) => +o.value);
+const grid = $("pk-grid");
+grid.insertRow().innerHTML = `<th>length \\ depth</th>${depths.map((d) => `<th>${d}</th>`).join("")}`;
+for (const length of lengths) {
+  const row = grid.insertRow();
+  row.insertCell().outerHTML = `<th>${length}</th>`;
+  for (const depth of depths) Object.assign(row.insertCell(), { id: `pk-${length}-${depth}`, textContent: "·" });
+}
+$("pk-run").onclick = async () => {
+  const length = +$("pk-length").value;
+  const depth = +$("pk-depth").value;
+  say($("pk-message"), `reading a ${length}-token haystack…`);
+  try {
+    const r = await scope.passkey(length, depth);
+    const cell = $(`pk-${length}-${depth}`);
+    cell.textContent = `${r.answer} / ${r.key}`;
+    cell.className = r.correct ? "right" : "wrong";
+    say($("pk-message"), `key ${r.key}, the model answered ${r.answer}${r.correct ? ": right" : ""}`);
+  } catch (e) {
+    say($("pk-message"), e.message, true);
+  }
+};
+
+$("gen-run").onclick = async () => {
+  const out = $("gen-out");
+  out.textContent = "";
+  $("gen-run").disabled = true;
+  try {
+    await scope.generate(Math.min(2048, Math.max(1, +$("gen-count").value || 64)), {
+      temperature: +$("gen-temperature").value || 0,
+      onPiece: (piece) => out.append(piece),
+    });
+  } catch (e) {
+    out.textContent = e.message;
+  } finally {
+    $("gen-run").disabled = false;
+  }
+};
+
+// Open with the sample loaded, ready to run.
+$("sample").click();

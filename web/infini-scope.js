@@ -1,0 +1,673 @@
+// <infini-scope>: an Infini-Transformer reads a text on the visitor's GPU (WebGPU,
+// or the CPU reference compiled to WebAssembly), and the element draws, segment by
+// segment, what the engine reports: gates, memory M and z, memory shares, loss,
+// and the memory footprint beside a full-attention KV cache.
+//
+// Data flows one way: text → WebEncoder (tokens) → Session (segments, layers) →
+// SegmentResult (taps) → the panels. One script tag includes everything:
+//   <script type="module" src="infini-scope.js"></script>
+//   <infini-scope model="models/infini-tiny/" autorun></infini-scope>
+
+import init, { Session, WebModel } from "./infiniscope.js";
+import { absQuantile, bytes, gateColour, heatmap, lineChart, norm, shareColour } from "./panels.js";
+
+const DEFAULT_MODEL = new URL("models/infini-tiny/", import.meta.url).href;
+const PANELS = ["gates", "memory", "text", "footprint", "loss"];
+/** Characters handed to the tokenizer per step: a few milliseconds of work. */
+const CHUNK_CHARS = 16384;
+/** Tokens kept in the text panel (the text itself may be any length). */
+const SHOWN_TOKENS = 2000;
+const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
+
+const wasmReady = init();
+const models = new Map();
+
+/**
+ * Loads a model folder once per page: every element showing the same model shares
+ * its weights and its WebGPU device.
+ */
+export function loadModel(url) {
+  const base = new URL(url.endsWith("/") ? url : `${url}/`, document.baseURI).href;
+  if (!models.has(base)) {
+    const loading = (async () => {
+      await wasmReady;
+      const files = await Promise.all(FILES.map((name) => fetchBytes(new URL(name, base))));
+      const hasWebGpu = "gpu" in navigator && navigator.gpu;
+      const model = await WebModel.load(files[0], files[1], files[2], Boolean(hasWebGpu));
+      const note = !hasWebGpu
+        ? "This browser offers no WebGPU: running on the CPU reference (WebAssembly), slower but with the same numbers."
+        : model.note && `No usable WebGPU device: ${model.note}.`;
+      return { model, note, info: JSON.parse(model.info), url: base };
+    })();
+    // A failed load (a 404, say) may be retried later.
+    loading.catch(() => models.delete(base));
+    models.set(base, loading);
+  }
+  return models.get(base);
+}
+
+async function fetchBytes(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`could not fetch ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** Yields to the event loop without the throttling setTimeout gets in hidden tabs. */
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => resolve();
+    channel.port2.postMessage(null);
+  });
+}
+
+const TEMPLATE = `
+<style>
+  :host { display: block; font: 13px/1.4 system-ui, sans-serif; color: #222; }
+  header { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: center; margin-bottom: .5em; }
+  .device { color: #555; }
+  .note, .error { padding: .3em .6em; border-radius: 4px; }
+  .note { background: #fff6d8; }
+  .error { background: #fde2e1; color: #8a1c14; }
+  .note:empty, .error:empty { display: none; }
+  progress { width: 12em; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 1em; }
+  section { border: 1px solid #ddd; border-radius: 6px; padding: .6em; min-width: 0; }
+  section[hidden] { display: none; }
+  h3 { margin: 0 0 .4em; font-size: 13px; }
+  table.gates { border-collapse: collapse; }
+  table.gates td, table.gates th { padding: 2px 4px; text-align: center; font-variant-numeric: tabular-nums; }
+  table.gates td.gate { border: 1px solid #ccc; min-width: 5.5em; cursor: default; }
+  .kind { font-size: 11px; color: #444; }
+  .legend { display: flex; align-items: center; gap: .4em; font-size: 11px; margin-top: .3em; }
+  .legend .bar { width: 120px; height: 10px; background: linear-gradient(to right, rgb(33,102,172), rgb(246,246,246), rgb(214,96,26)); }
+  .heads { display: grid; gap: 6px; }
+  figure { margin: 0; text-align: center; font-size: 11px; cursor: zoom-in; }
+  figure canvas { width: 96px; height: 96px; image-rendering: pixelated; display: block; margin: auto; border: 1px solid #ccc; }
+  figure canvas.z { height: 6px; margin-top: 2px; }
+  dialog canvas { width: 384px; height: 384px; image-rendering: pixelated; }
+  dialog canvas.z { height: 16px; }
+  .text { max-height: 18em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12px/1.5 ui-monospace, monospace; }
+  .text span.seg { box-shadow: inset 2px 0 0 #888; }
+  .info { min-height: 1.4em; color: #333; font-size: 12px; }
+  svg { width: 100%; height: auto; display: block; }
+  svg .axis { font-size: 9px; fill: #666; }
+  .footprint .bar { height: 12px; background: #d6601a; margin: 2px 0 6px; min-width: 1px; }
+  .footprint .bar.memory { background: #2166ac; }
+  table.losses td { padding: 0 .6em; font-variant-numeric: tabular-nums; }
+  button { font: inherit; }
+</style>
+<header>
+  <strong>infini-scope</strong>
+  <span class="device">loading model…</span>
+  <button class="run" disabled>Run</button>
+  <button class="pause" disabled>Pause</button>
+  <button class="cancel" disabled>Cancel</button>
+  <label><input type="checkbox" class="baseline"> also run with memory off</label>
+  <progress class="progress" max="1" value="0"></progress>
+  <span class="status"></span>
+</header>
+<div class="note"></div>
+<div class="error" role="alert"></div>
+<div class="grid">
+  <section data-panel="gates"><h3>Gates g = σ(β) per layer × head</h3>
+    <table class="gates"></table>
+    <div class="legend">local <span class="bar"></span> memory · <span class="counts"></span></div>
+    <div class="info gate-info">Hover a head for its gate and mean memory share.</div>
+  </section>
+  <section data-panel="memory"><h3>Compressive memory M (d×d) and z per head</h3>
+    <div class="heads"></div>
+    <div class="info memory-info"></div>
+    <svg class="norms"></svg>
+  </section>
+  <section data-panel="text"><h3>Text, tinted by memory share</h3>
+    <label>head <select class="head"><option value="mean">mean over heads</option></select></label>
+    <div class="info token-info">Hover a token for its loss and per-head memory share.</div>
+    <div class="text"></div>
+  </section>
+  <section data-panel="footprint" class="footprint"><h3>Footprint</h3>
+    <div>compressive memory (constant): <b class="memory-bytes"></b></div><div class="bar memory"></div>
+    <div>a full-attention KV cache for the tokens read: <b class="kv-bytes"></b></div><div class="bar kv"></div>
+    <div class="ratio"></div>
+  </section>
+  <section data-panel="loss"><h3>Loss per segment (nats)</h3>
+    <svg class="loss-chart"></svg>
+    <details><summary>table</summary><table class="losses"><thead><tr><th>segment</th><th>memory on</th><th>memory off</th></tr></thead><tbody></tbody></table></details>
+  </section>
+</div>
+<dialog><figure class="big"><canvas></canvas><canvas class="z"></canvas><figcaption></figcaption></figure><button class="close">close</button></dialog>
+`;
+
+export class InfiniScope extends HTMLElement {
+  static observedAttributes = ["model", "panels", "segment-limit", "autorun"];
+
+  #text = "";
+  /** The model once loaded ({ model, info, note }); `#loading` is the load in flight. */
+  #loaded = null;
+  #loading = null;
+  #run = null;
+  #visible = true;
+  #drawPending = false;
+  #enlarged = null;
+  #observer = null;
+
+  constructor() {
+    super();
+    this.attachShadow({ mode: "open" }).innerHTML = TEMPLATE;
+    const $ = (s) => this.shadowRoot.querySelector(s);
+    $(".run").onclick = () => this.run();
+    $(".pause").onclick = () => (this.#run?.paused ? this.resume() : this.pause());
+    $(".cancel").onclick = () => this.cancel();
+    $(".head").onchange = () => this.#retint();
+    $("dialog .close").onclick = () => {
+      this.#enlarged = null;
+      $("dialog").close();
+    };
+  }
+
+  connectedCallback() {
+    this.#observer = new IntersectionObserver((entries) => {
+      this.#visible = entries.some((e) => e.isIntersecting);
+      if (this.#visible) this.#scheduleDraw();
+    });
+    this.#observer.observe(this);
+    this.#showPanels();
+    if (!this.#loaded && !this.#loading) this.#load();
+  }
+
+  disconnectedCallback() {
+    this.#observer?.disconnect();
+    this.cancel();
+  }
+
+  attributeChangedCallback(name, old, value) {
+    if (old === value || !this.isConnected) return;
+    if (name === "model") this.#load();
+    if (name === "panels") this.#showPanels();
+  }
+
+  /** The text to read; with `autorun` setting it starts reading. */
+  get text() {
+    return this.#text;
+  }
+  set text(value) {
+    this.#text = String(value ?? "");
+    // Before the model is ready, `ready` starts the run instead.
+    if (this.hasAttribute("autorun") && this.#loaded) this.run();
+  }
+
+  /** The loaded model ({ model, info, note }) once `ready` has fired. */
+  get model() {
+    return this.#loaded;
+  }
+
+  get #segmentLimit() {
+    const limit = parseInt(this.getAttribute("segment-limit") ?? "", 10);
+    return Number.isFinite(limit) && limit > 0 ? limit : Infinity;
+  }
+
+  #$(selector) {
+    return this.shadowRoot.querySelector(selector);
+  }
+
+  #showPanels() {
+    const wanted = (this.getAttribute("panels") || PANELS.join(",")).split(/[\s,]+/);
+    for (const section of this.shadowRoot.querySelectorAll("section[data-panel]")) {
+      section.hidden = !wanted.includes(section.dataset.panel);
+    }
+  }
+
+  async #load() {
+    this.cancel();
+    const url = this.getAttribute("model") || DEFAULT_MODEL;
+    this.#$(".device").textContent = "loading model…";
+    this.#$(".run").disabled = true;
+    const loading = loadModel(url);
+    this.#loaded = null;
+    this.#loading = loading;
+    try {
+      const loaded = await loading;
+      if (this.#loading !== loading) return;
+      this.#loading = null;
+      this.#loaded = loaded;
+      this.#$(".device").textContent = `${loaded.model.device} · ${(loaded.info.parameters / 1e6).toFixed(2)}M parameters`;
+      this.#$(".note").textContent = loaded.note ?? "";
+      this.#$(".error").textContent = "";
+      this.#$(".run").disabled = false;
+      this.#buildPanels(loaded);
+      this.#emit("ready", { device: loaded.model.device, note: loaded.note, config: loaded.info.config });
+      if (this.hasAttribute("autorun") && this.#text) this.run();
+    } catch (e) {
+      if (this.#loading !== loading) return;
+      this.#loading = null;
+      this.#$(".device").textContent = "no model";
+      this.#fail(`The model at ${url} could not be loaded: ${message(e)}`);
+    }
+  }
+
+  #fail(text) {
+    this.#$(".error").textContent = text;
+    this.#emit("error", { message: text });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  /** Builds the panels whose shape depends on the model: the gate table and the head grid. */
+  #buildPanels({ model, info }) {
+    const { n_layers: layers, n_heads: heads } = info.config;
+    const gates = model.gates();
+    const kinds = model.head_kinds();
+    const table = this.#$("table.gates");
+    table.replaceChildren();
+    const head = table.insertRow();
+    head.append(document.createElement("th"));
+    for (let h = 0; h < heads; h++) head.insertCell().outerHTML = `<th>head ${h}</th>`;
+    const select = this.#$("select.head");
+    select.length = 1;
+    const grid = this.#$(".heads");
+    grid.style.gridTemplateColumns = `repeat(${heads}, auto)`;
+    grid.replaceChildren();
+    for (let l = 0; l < layers; l++) {
+      const row = table.insertRow();
+      row.insertCell().outerHTML = `<th>layer ${l}</th>`;
+      for (let h = 0; h < heads; h++) {
+        const i = l * heads + h;
+        const cell = row.insertCell();
+        cell.className = "gate";
+        cell.dataset.layer = l;
+        cell.dataset.head = h;
+        cell.dataset.gate = gates[i];
+        cell.dataset.kind = kinds[i];
+        cell.style.background = gateColour(gates[i]);
+        cell.innerHTML = `<div class="value"></div><div class="kind"></div>`;
+        cell.querySelector(".value").textContent = gates[i].toFixed(4);
+        cell.querySelector(".kind").textContent = kinds[i] === "mixer" ? "mixer" : "specialized";
+        cell.onmouseenter = () => this.#showGate(l, h);
+        select.add(new Option(`layer ${l} head ${h}`, i));
+        const figure = document.createElement("figure");
+        figure.innerHTML = `<canvas class="m"></canvas><canvas class="z"></canvas><figcaption></figcaption>`;
+        figure.querySelector("figcaption").textContent = `L${l} H${h}`;
+        figure.onclick = () => this.#enlarge(l, h);
+        grid.append(figure);
+      }
+    }
+    const specialized = kinds.filter((k) => k !== "mixer").length;
+    this.#$(".counts").textContent = `${specialized} specialized, ${kinds.length - specialized} mixer heads (specialized: g < 0.1 or g > 0.9)`;
+    this.#$(".memory-bytes").textContent = bytes(info.memory_bytes);
+  }
+
+  #showGate(l, h) {
+    const { info, model } = this.#loaded;
+    const i = l * info.config.n_heads + h;
+    const g = model.gates()[i];
+    const run = this.#run;
+    const share = run && run.tokensDone > 0 ? (run.shareSum[i] / run.tokensDone).toFixed(4) : "–";
+    this.#$(".gate-info").textContent = `layer ${l} head ${h}: g = ${g.toFixed(6)} (${model.head_kinds()[i]}), mean memory share on the text so far ${share}`;
+  }
+
+  /** Reads `this.text` (or, for the passkey test, a prepared token sequence). */
+  async run(tokens = null) {
+    await this.cancel();
+    if (!this.#loaded) {
+      this.#fail("The model is not loaded yet.");
+      return;
+    }
+    if (!tokens && this.#text.length === 0) {
+      this.#fail("Nothing to read: the text is empty.");
+      return;
+    }
+    const { model, info } = this.#loaded;
+    const run = {
+      session: new Session(model, true),
+      baseline: this.#$(".baseline").checked ? new Session(model, false) : null,
+      info,
+      tokensDone: 0,
+      charsDone: 0,
+      totalChars: tokens ? 0 : this.#text.length,
+      totalTokens: tokens ? tokens.ids.length : 0,
+      tokensFed: 0,
+      shareSum: new Float64Array(info.config.n_layers * info.config.n_heads),
+      losses: [],
+      baselineLosses: [],
+      mNorms: [],
+      zNorms: [],
+      pieces: [],
+      last: null,
+      argmax: [],
+      paused: false,
+      cancelled: false,
+      resume: null,
+      started: performance.now(),
+      pausedFor: 0,
+    };
+    this.#run = run;
+    this.#$(".error").textContent = "";
+    this.#$(".text").replaceChildren();
+    this.#$("table.losses tbody").replaceChildren();
+    this.#controls(true);
+    run.finished = this.#read(run, tokens);
+    return run.finished;
+  }
+
+  async #read(run, tokens) {
+    const text = this.#text;
+    const encoder = tokens ? null : this.#loaded.model.encoder();
+    let offset = 0;
+    let ended = false;
+    const feed = (t) => {
+      run.pieces.push(...t.pieces);
+      const ids = t.ids;
+      run.tokensFed += ids.length;
+      run.session.feed(ids);
+      run.baseline?.feed(ids);
+    };
+    try {
+      if (tokens) feed(tokens);
+      let segments = 0;
+      while (!run.cancelled && segments < this.#segmentLimit) {
+        if (run.paused) {
+          const began = performance.now();
+          await new Promise((resolve) => (run.resume = resolve));
+          run.pausedFor += performance.now() - began;
+          continue;
+        }
+        if (run.session.pending === 0) {
+          if (encoder && offset < text.length) {
+            let end = Math.min(text.length, offset + CHUNK_CHARS);
+            // Never split a surrogate pair (an emoji) between two pieces.
+            if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1])) end--;
+            feed(encoder.push(text.slice(offset, end)));
+            run.charsDone = offset = end;
+            if (offset === text.length) feed(encoder.finish());
+            await nextTask();
+            continue;
+          }
+          if (ended) break;
+          run.session.end_text();
+          run.baseline?.end_text();
+          ended = true;
+          continue;
+        }
+        const result = await run.session.step();
+        const baseline = run.baseline ? await run.baseline.step() : null;
+        if (run.cancelled) break;
+        this.#record(run, result, baseline);
+        segments++;
+        await nextTask();
+      }
+      if (!run.cancelled) {
+        const meanLoss = mean(run.losses.filter(Number.isFinite));
+        this.#$(".status").textContent += run.tokensDone > 0 ? " · done" : "";
+        this.#emit("done", { segments: run.losses.length, tokens: run.tokensDone, loss: meanLoss });
+      }
+    } catch (e) {
+      this.#fail(`Reading stopped: ${message(e)}`);
+    } finally {
+      if (this.#run === run) this.#controls(false);
+      this.#scheduleDraw();
+    }
+    return run;
+  }
+
+  #record(run, result, baseline) {
+    const { n_layers: layers, n_heads: heads, head_dim: d } = run.info.config;
+    const loss = result.loss;
+    const share = result.share;
+    const n = result.tokens.length;
+    const m = result.m;
+    const z = result.z;
+    for (let l = 0; l < layers; l++) {
+      for (let t = 0; t < n; t++) {
+        for (let h = 0; h < heads; h++) run.shareSum[l * heads + h] += share[(l * n + t) * heads + h];
+      }
+    }
+    const mNorms = [];
+    const zNorms = [];
+    for (let i = 0; i < layers * heads; i++) {
+      mNorms.push(norm(m, i * d * d, d * d));
+      zNorms.push(norm(z, i * d, d));
+    }
+    run.mNorms.push(mNorms);
+    run.zNorms.push(zNorms);
+    const segmentLoss = loss.length ? mean(loss) : NaN;
+    run.losses.push(segmentLoss);
+    const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
+    run.baselineLosses.push(baselineLoss);
+    run.argmax.push(...result.argmax);
+    const first = run.tokensDone;
+    run.tokensDone += n;
+    run.last = { result, first, n, loss, share, m, z };
+    if (result.recovered) {
+      this.#$(".note").textContent = `The GPU was lost: ${result.recovered}.`;
+      this.#$(".device").textContent = result.device;
+    }
+    this.#appendText(run, first, n, loss, share, layers, heads);
+    const row = this.#$("table.losses tbody").insertRow();
+    row.dataset.segment = result.index;
+    for (const v of [result.index, segmentLoss.toFixed(4), Number.isFinite(baselineLoss) ? baselineLoss.toFixed(4) : ""]) {
+      row.insertCell().textContent = v;
+    }
+    this.#scheduleDraw();
+    this.#emit("segment", {
+      index: result.index,
+      tokens: n,
+      loss: segmentLoss,
+      baselineLoss,
+      gates: this.#loaded.model.gates(),
+      memoryNorms: { m: mNorms, z: zNorms },
+      device: result.device,
+    });
+  }
+
+  /** Adds a segment's tokens to the text panel (textContent only: pasted HTML stays text). */
+  #appendText(run, first, n, loss, share, layers, heads) {
+    const box = this.#$(".text");
+    const selected = this.#$("select.head").value;
+    const fragment = document.createDocumentFragment();
+    for (let t = 0; t < n; t++) {
+      const span = document.createElement("span");
+      span.textContent = run.pieces[first + t] ?? "";
+      const shares = [];
+      for (let l = 0; l < layers; l++) for (let h = 0; h < heads; h++) shares.push(share[(l * n + t) * heads + h]);
+      span.shares = shares;
+      span.loss = loss[t];
+      if (t === 0) span.className = "seg";
+      span.style.background = shareColour(pick(shares, selected));
+      span.onmouseenter = () => this.#showToken(span);
+      fragment.append(span);
+    }
+    box.append(fragment);
+    while (box.childElementCount > SHOWN_TOKENS) box.firstElementChild.remove();
+    if (run.tokensDone % 512 < n) box.scrollTop = box.scrollHeight;
+  }
+
+  #retint() {
+    const selected = this.#$("select.head").value;
+    for (const span of this.#$(".text").children) span.style.background = shareColour(pick(span.shares, selected));
+  }
+
+  #showToken(span) {
+    const heads = this.#loaded.info.config.n_heads;
+    const shares = span.shares.map((s, i) => `L${Math.floor(i / heads)}H${i % heads} ${s.toFixed(3)}`).join(" · ");
+    const loss = Number.isFinite(span.loss) ? span.loss.toFixed(3) : "–";
+    this.#$(".token-info").textContent = `${JSON.stringify(span.textContent)} loss ${loss} nats · memory share ${shares}`;
+  }
+
+  #scheduleDraw() {
+    if (this.#drawPending || !this.#visible) return;
+    this.#drawPending = true;
+    requestAnimationFrame(() => {
+      this.#drawPending = false;
+      this.#draw();
+    });
+  }
+
+  #draw() {
+    const run = this.#run;
+    if (!run) return;
+    const { info } = run;
+    const { n_layers: layers, n_heads: heads, head_dim: d } = info.config;
+    // Progress: tokens are known only as the text is tokenized, so the total is
+    // estimated from the characters read so far.
+    const estimate = run.totalTokens || (run.charsDone > 0 ? Math.round((run.tokensFed / run.charsDone) * run.totalChars) : 0);
+    const seconds = Math.max(1e-3, (performance.now() - run.started - run.pausedFor) / 1000);
+    const rate = run.tokensDone / seconds;
+    const left = estimate > run.tokensDone && rate > 0 ? (estimate - run.tokensDone) / rate : 0;
+    this.#$(".progress").value = estimate ? Math.min(1, run.tokensDone / estimate) : 0;
+    this.#$(".status").textContent =
+      `${run.tokensDone.toLocaleString("en")} / ~${estimate.toLocaleString("en")} tokens · ${rate.toFixed(1)} tokens/s · ETA ${formatTime(left)}` +
+      (run.paused ? " · paused" : "");
+
+    if (run.last) {
+      const { m, z } = run.last;
+      const figures = this.#$(".heads").children;
+      for (let i = 0; i < layers * heads; i++) {
+        const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
+        const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
+        heatmap(mCanvas, m, i * d * d, d, d, scale);
+        heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
+        mCanvas.title = `‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
+      }
+      if (this.#enlarged) this.#drawEnlarged();
+      this.#$(".memory-info").textContent = `after segment ${run.last.result.index}; colours clipped at the 98th percentile of |M| per head`;
+      const series = [];
+      for (let i = 0; i < layers * heads; i++) {
+        const hue = (360 * Math.floor(i / heads)) / layers;
+        series.push({ values: run.mNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 40%)`, label: `‖M‖ L${Math.floor(i / heads)}H${i % heads}` });
+        series.push({ values: run.zNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 70%)`, label: `‖z‖ L${Math.floor(i / heads)}H${i % heads}` });
+      }
+      lineChart(this.#$("svg.norms"), series, { yLabel: "‖M‖ (dark), ‖z‖ (light)" });
+    }
+    const kv = info.kv_bytes_per_token * run.tokensDone;
+    this.#$(".kv-bytes").textContent = bytes(kv);
+    const widest = Math.max(kv, info.memory_bytes);
+    this.#$(".bar.memory").style.width = `${(100 * info.memory_bytes) / widest}%`;
+    this.#$(".bar.kv").style.width = `${(100 * kv) / widest}%`;
+    this.#$(".ratio").textContent = kv > 0 ? `the KV cache would be ${(kv / info.memory_bytes).toFixed(1)}× the memory` : "";
+    const series = [{ values: run.losses, colour: "#d6601a", label: "memory on" }];
+    if (run.baseline) series.push({ values: run.baselineLosses, colour: "#2166ac", label: "memory off" });
+    lineChart(this.#$("svg.loss-chart"), series, { yLabel: run.baseline ? "memory on (orange), off (blue)" : "memory on" });
+    for (let i = 0; i < layers * heads; i++) {
+      const cell = this.#$(`td.gate[data-layer="${Math.floor(i / heads)}"][data-head="${i % heads}"]`);
+      const share = run.tokensDone ? run.shareSum[i] / run.tokensDone : 0;
+      cell.dataset.share = share;
+      cell.title = `g = ${(+cell.dataset.gate).toFixed(6)}, mean memory share ${share.toFixed(4)}`;
+    }
+  }
+
+  #enlarge(l, h) {
+    this.#enlarged = { l, h };
+    this.#$("dialog").showModal();
+    this.#drawEnlarged();
+  }
+
+  #drawEnlarged() {
+    const run = this.#run;
+    const { l, h } = this.#enlarged;
+    const caption = this.#$("dialog figcaption");
+    if (!run?.last) {
+      caption.textContent = `layer ${l} head ${h}: nothing read yet`;
+      return;
+    }
+    const { n_heads: heads, head_dim: d } = run.info.config;
+    const i = l * heads + h;
+    const { m, z } = run.last;
+    const [mCanvas, zCanvas] = this.#$("dialog").querySelectorAll("canvas");
+    const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
+    heatmap(mCanvas, m, i * d * d, d, d, scale);
+    heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
+    caption.textContent = `layer ${l} head ${h}, after segment ${run.last.result.index}: ‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, ‖z‖ = ${run.zNorms.at(-1)[i].toFixed(3)}, colours ±${scale.toPrecision(3)}`;
+  }
+
+  #controls(running) {
+    this.#$(".run").disabled = running || !this.#loaded;
+    this.#$(".pause").disabled = !running;
+    this.#$(".cancel").disabled = !running;
+    this.#$(".pause").textContent = "Pause";
+  }
+
+  pause() {
+    if (!this.#run) return;
+    this.#run.paused = true;
+    this.#$(".pause").textContent = "Resume";
+    this.#scheduleDraw();
+  }
+
+  resume() {
+    const run = this.#run;
+    if (!run) return;
+    run.paused = false;
+    run.resume?.();
+    this.#$(".pause").textContent = "Pause";
+  }
+
+  /** Stops the current run (its panels stay as they are). */
+  async cancel() {
+    const run = this.#run;
+    if (!run || !run.finished) return;
+    run.cancelled = true;
+    run.resume?.();
+    await run.finished;
+  }
+
+  /**
+   * The paper's passkey test: a haystack of `length` tokens with a five-digit key at
+   * `depth`, read like any text; resolves to the key and the model's answer (each
+   * digit the model's top prediction, the earlier true digits given).
+   */
+  async passkey(length, depth, key = Math.floor(Math.random() * 100000)) {
+    if (!this.#loaded) throw new Error("The model is not loaded yet.");
+    const haystack = this.#loaded.model.passkey(length, depth, key);
+    const run = await this.run({ ids: haystack.tokens, pieces: haystack.pieces });
+    if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
+    const at = haystack.answer_at;
+    const predicted = run.argmax.slice(at - 1, at + 4);
+    const answer = this.#loaded.model.decode(Uint32Array.from(predicted));
+    return { length, depth, key: haystack.key, answer, correct: answer === haystack.key };
+  }
+
+  /** Continues the text read so far by `count` tokens, calling `onPiece(text)` as each arrives. */
+  async generate(count, { temperature = 0, onPiece = () => {} } = {}) {
+    const run = this.#run;
+    if (!run || run.cancelled) throw new Error("Read a text first: there is nothing to continue.");
+    await run.finished;
+    let text = "";
+    for (let i = 0; i < count; i++) {
+      const piece = await run.session.generate(temperature);
+      text += piece;
+      onPiece(piece);
+      await nextTask();
+    }
+    return text;
+  }
+}
+
+function pick(shares, selected) {
+  return selected === "mean" ? mean(shares) : shares[+selected];
+}
+
+function mean(values) {
+  let s = 0;
+  for (const v of values) s += v;
+  return values.length ? s / values.length : NaN;
+}
+
+function formatTime(seconds) {
+  if (!Number.isFinite(seconds) || seconds <= 0) return "–";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function message(e) {
+  return e instanceof Error ? e.message : String(e);
+}
+
+if (!customElements.get("infini-scope")) customElements.define("infini-scope", InfiniScope);
