@@ -15,8 +15,9 @@ const DEFAULT_MODEL = new URL("models/infini-tiny/", import.meta.url).href;
 const PANELS = ["gates", "memory", "text", "footprint", "loss"];
 /** Characters handed to the tokenizer per step: a few milliseconds of work. */
 const CHUNK_CHARS = 16384;
-/** Tokens kept in the text panel (the text itself may be any length). */
+/** Tokens kept in the text panel and rows in the loss table (the text may be any length). */
 const SHOWN_TOKENS = 2000;
+const SHOWN_SEGMENTS = 2000;
 const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 
 const wasmReady = init();
@@ -338,11 +339,15 @@ export class InfiniScope extends HTMLElement {
       baselineLosses: [],
       mNorms: [],
       zNorms: [],
+      // Token texts not yet shown; `piecesBase` is the token index of pieces[0].
       pieces: [],
+      piecesBase: 0,
       last: null,
-      argmax: [],
+      // The passkey answer is read from the argmax; a text does not need it.
+      argmax: tokens ? [] : null,
       paused: false,
       cancelled: false,
+      done: false,
       resume: null,
       started: performance.now(),
       pausedFor: 0,
@@ -403,6 +408,7 @@ export class InfiniScope extends HTMLElement {
         await nextTask();
       }
       if (!run.cancelled) {
+        run.done = ended;
         const meanLoss = mean(run.losses.filter(Number.isFinite));
         this.#$(".status").textContent += run.tokensDone > 0 ? " · done" : "";
         this.#emit("done", { segments: run.losses.length, tokens: run.tokensDone, loss: meanLoss });
@@ -440,7 +446,7 @@ export class InfiniScope extends HTMLElement {
     run.losses.push(segmentLoss);
     const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
     run.baselineLosses.push(baselineLoss);
-    run.argmax.push(...result.argmax);
+    run.argmax?.push(...result.argmax);
     const first = run.tokensDone;
     run.tokensDone += n;
     run.last = { result, first, n, loss, share, m, z };
@@ -449,11 +455,13 @@ export class InfiniScope extends HTMLElement {
       this.#$(".device").textContent = result.device;
     }
     this.#appendText(run, first, n, loss, share, layers, heads);
-    const row = this.#$("table.losses tbody").insertRow();
+    const rows = this.#$("table.losses tbody");
+    const row = rows.insertRow();
     row.dataset.segment = result.index;
     for (const v of [result.index, segmentLoss.toFixed(4), Number.isFinite(baselineLoss) ? baselineLoss.toFixed(4) : ""]) {
       row.insertCell().textContent = v;
     }
+    if (rows.rows.length > SHOWN_SEGMENTS) rows.deleteRow(0);
     this.#scheduleDraw();
     this.#emit("segment", {
       index: result.index,
@@ -473,7 +481,7 @@ export class InfiniScope extends HTMLElement {
     const fragment = document.createDocumentFragment();
     for (let t = 0; t < n; t++) {
       const span = document.createElement("span");
-      span.textContent = run.pieces[first + t] ?? "";
+      span.textContent = run.pieces[first + t - run.piecesBase] ?? "";
       const shares = [];
       for (let l = 0; l < layers; l++) for (let h = 0; h < heads; h++) shares.push(share[(l * n + t) * heads + h]);
       span.shares = shares;
@@ -484,6 +492,12 @@ export class InfiniScope extends HTMLElement {
       fragment.append(span);
     }
     box.append(fragment);
+    // Forget the texts of tokens already shown: a long text is never held twice.
+    const shownUpTo = first + n - run.piecesBase;
+    if (shownUpTo > 8192) {
+      run.pieces.splice(0, shownUpTo);
+      run.piecesBase += shownUpTo;
+    }
     while (box.childElementCount > SHOWN_TOKENS) box.firstElementChild.remove();
     if (run.tokensDone % 512 < n) box.scrollTop = box.scrollHeight;
   }
@@ -636,8 +650,9 @@ export class InfiniScope extends HTMLElement {
   /** Continues the text read so far by `count` tokens, calling `onPiece(text)` as each arrives. */
   async generate(count, { temperature = 0, onPiece = () => {} } = {}) {
     const run = this.#run;
-    if (!run || run.cancelled) throw new Error("Read a text first: there is nothing to continue.");
-    await run.finished;
+    if (!run?.done) {
+      throw new Error(run ? "Continue-writing starts where a text ends: let the reading finish first (or read a shorter text)." : "Read a text first: there is nothing to continue.");
+    }
     let text = "";
     for (let i = 0; i < count; i++) {
       const piece = await run.session.generate(temperature);

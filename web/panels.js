@@ -75,6 +75,10 @@ export function lineChart(svg, series, { width = 360, height = 120, yLabel = "" 
   let lo = Math.min(...all);
   let hi = Math.max(...all);
   if (hi - lo < 1e-9) hi = lo + 1;
+  // A long text has tens of thousands of segments: draw at most ~600 points per line.
+  const total = Math.max(...series.map((s) => s.values.length));
+  const stride = Math.ceil(total / 600);
+  if (stride > 1) series = series.map((s) => ({ ...s, values: s.values.filter((_, i) => i % stride === 0) }));
   const n = Math.max(...series.map((s) => s.values.length));
   const x = (i) => pad.l + ((width - pad.l - pad.r) * i) / Math.max(1, n - 1);
   const y = (v) => pad.t + (height - pad.t - pad.b) * (1 - (v - lo) / (hi - lo));
@@ -87,7 +91,7 @@ export function lineChart(svg, series, { width = 360, height = 120, yLabel = "" 
   text(hi.toPrecision(3), { x: 2, y: pad.t + 8, class: "axis" });
   text(lo.toPrecision(3), { x: 2, y: height - pad.b, class: "axis" });
   text(yLabel, { x: pad.l, y: height - 2, class: "axis" });
-  text(`${n} segments`, { x: width - pad.r, y: height - 2, class: "axis", "text-anchor": "end" });
+  text(`${total} segments`, { x: width - pad.r, y: height - 2, class: "axis", "text-anchor": "end" });
   for (const s of series) {
     let d = "";
     s.values.forEach((v, i) => {
