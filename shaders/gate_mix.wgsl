@@ -1,6 +1,6 @@
 // Gate: A = g·A_mem + (1−g)·A_dot with g = sigmoid(β) per head, and each token's
 // memory share g‖A_mem‖ / (g‖A_mem‖ + (1−g)‖A_dot‖).
-struct Params { n: u32, n_heads: u32, head_dim: u32, share_offset: u32 }
+struct Params { n: u32, n_heads: u32, head_dim: u32, share_offset: u32, segments: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a_mem: array<f32>;
@@ -13,7 +13,7 @@ struct Params { n: u32, n_heads: u32, head_dim: u32, share_offset: u32 }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= p.n * p.n_heads) { return; }
+    if (i >= p.segments * p.n * p.n_heads) { return; }
     let h = i % p.n_heads;
     let g = 1.0 / (1.0 + exp(-beta[h]));
     var norm_m = 0.0;

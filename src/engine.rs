@@ -79,6 +79,45 @@ impl Engine {
         }
     }
 
+    /// Consecutive segments at once: one chunk on the GPU (see
+    /// [`GpuEngine::segments_async`]; M and z only after the last), one by one on the CPU.
+    pub async fn segments_async(
+        &mut self,
+        segments: &[Segment],
+        taps: Taps,
+    ) -> Result<Vec<SegmentOutput>, Error> {
+        match self {
+            Self::Cpu(engine) => {
+                let mut outputs: Vec<SegmentOutput> = segments
+                    .iter()
+                    .map(|s| engine.segment(s, taps))
+                    .collect::<Result<_, _>>()?;
+                // As on the GPU: the memory after the last segment only.
+                let last = outputs.len().saturating_sub(1);
+                outputs[..last].iter_mut().for_each(|o| o.memory = None);
+                Ok(outputs)
+            }
+            Self::Gpu(engine) => engine.segments_async(segments, taps).await,
+        }
+    }
+
+    /// Segments one call should take: a GPU chunk, or 1 on the CPU.
+    pub fn chunk(&self) -> usize {
+        match self {
+            Self::Cpu(_) => 1,
+            Self::Gpu(engine) => engine.chunk(),
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn segments(
+        &mut self,
+        segments: &[Segment],
+        taps: Taps,
+    ) -> Result<Vec<SegmentOutput>, Error> {
+        pollster::block_on(self.segments_async(segments, taps))
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         match self {

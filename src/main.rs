@@ -274,22 +274,26 @@ fn eval(
     let mut share_sum = vec![0.0f64; l * h];
     let mut results = Vec::new();
     let mut n_tokens = 0usize;
-    let mut run = |segment: Segment, engine: &mut Engine| -> Result<(), Error> {
-        let out = engine.segment(&segment, taps)?;
-        let share = out.memory_share.as_ref().expect("share tapped");
-        for (i, s) in share.iter().enumerate() {
-            // share is [layer][t][head]
-            let (layer, head) = (i / (segment.tokens.len() * h), i % h);
-            share_sum[layer * h + head] += *s as f64;
+    // Segments run a chunk at a time (one GPU submission each).
+    let mut run = |segments: &[Segment], engine: &mut Engine| -> Result<(), Error> {
+        for (segment, out) in segments.iter().zip(engine.segments(segments, taps)?) {
+            let share = out.memory_share.as_ref().expect("share tapped");
+            for (i, s) in share.iter().enumerate() {
+                // share is [layer][t][head]
+                let (layer, head) = (i / (segment.tokens.len() * h), i % h);
+                share_sum[layer * h + head] += *s as f64;
+            }
+            results.push(SegmentResult {
+                index: segment.index,
+                tokens: segment.tokens.len(),
+                targets: segment.targets.len(),
+                loss: out.mean_loss(),
+            });
         }
-        results.push(SegmentResult {
-            index: segment.index,
-            tokens: segment.tokens.len(),
-            targets: segment.targets.len(),
-            loss: out.mean_loss(),
-        });
         Ok(())
     };
+    let per_run = engine.chunk();
+    let mut pending = Vec::with_capacity(per_run);
     let mut segmenter = Segmenter::new(c.segment_len);
     let mut chunks = TextChunks::new(BufReader::new(file), CHUNK_BYTES);
     while n_tokens < limit {
@@ -301,7 +305,11 @@ fn eval(
         n_tokens += tokens.len();
         for segment in segmenter.push(&tokens) {
             progress.set_message(format!("segment {}", segment.index));
-            run(segment, &mut engine)?;
+            pending.push(segment);
+            if pending.len() == per_run {
+                run(&pending, &mut engine)?;
+                pending.clear();
+            }
         }
         progress.set_position(chunks.consumed);
     }
@@ -313,8 +321,9 @@ fn eval(
             format!("{} is a single token: evaluating needs at least two (a token and the one it predicts)", path.display())
         }));
     }
+    run(&pending, &mut engine)?;
     if let Some(segment) = segmenter.finish() {
-        run(segment, &mut engine)?;
+        run(&[segment], &mut engine)?;
     }
     progress.finish_and_clear();
     report(
@@ -566,40 +575,60 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
         path.display(),
         segments.len()
     );
-    let mut rows = Vec::new();
-    for mut engine in [
-        Engine::gpu(Arc::clone(&model), options)?,
-        Engine::new(Arc::clone(&model), options, true).0,
-    ] {
-        // One untimed segment compiles the GPU pipelines.
-        engine.segment(&segments[0], taps)?;
+    let mut rates = Vec::new();
+    let gpu = Engine::gpu(Arc::clone(&model), options)?;
+    let chunk = gpu.chunk();
+    let n = model.config.segment_len;
+    let runs = [
+        ("one segment per submission", gpu, 1),
+        ("chunked", Engine::gpu(Arc::clone(&model), options)?, chunk),
+        ("", Engine::new(Arc::clone(&model), options, true).0, 1),
+    ];
+    for (mode, mut engine, per_run) in runs {
+        // One untimed chunk compiles the GPU pipelines.
+        engine.segments(&segments[..per_run.min(segments.len() - 1)], taps)?;
         engine.reset();
         let start = Instant::now();
         let mut loss = 0.0;
-        for segment in &segments {
-            loss += engine.segment(segment, taps)?.mean_loss().unwrap_or(0.0)
-                * segment.targets.len() as f32;
+        let mut submissions = 0;
+        let (full, last) = segments.split_at(segments.len() - 1);
+        for run in full.chunks(per_run).chain([last]) {
+            for (segment, out) in run.iter().zip(engine.segments(run, taps)?) {
+                loss += out.mean_loss().unwrap_or(0.0) * segment.targets.len() as f32;
+            }
+            submissions += 1;
         }
         let seconds = start.elapsed().as_secs_f64();
         let rate = tokens.len() as f64 / seconds;
         println!(
-            "{:<60} {:>9.3} s {:>10.1} tokens/s   loss {:.4}",
-            engine.describe(),
+            "{:<70} {:>9.3} s {:>10.1} tokens/s   loss {:.4}",
+            format!("{} {mode}", engine.describe()),
             seconds,
             rate,
             loss / (tokens.len() - 1) as f32
         );
         if let Engine::Gpu(gpu) = &engine {
+            let per_1k = 1000.0 / tokens.len() as f64;
+            let dispatches: usize = full
+                .chunks(per_run)
+                .map(|run| gpu.dispatches(n, run.len(), true))
+                .sum::<usize>()
+                + gpu.dispatches(last[0].tokens.len(), 1, true);
             println!(
-                "{:<60} {} dispatches and 1 submission per segment of {} tokens",
+                "{:<70} {:.0} dispatches and {:.1} submissions per 1K tokens ({} segments per submission)",
                 "",
-                gpu.dispatches_per_segment(model.config.segment_len, true),
-                model.config.segment_len
+                dispatches as f64 * per_1k,
+                submissions as f64 * per_1k,
+                per_run
             );
         }
-        rows.push(rate);
+        rates.push(rate);
     }
-    println!("GPU / CPU tokens/s ratio: {:.3}", rows[0] / rows[1]);
+    println!(
+        "chunked / one-at-a-time: {:.2}×; GPU (chunked) / CPU tokens/s: {:.3}",
+        rates[1] / rates[0],
+        rates[1] / rates[2]
+    );
     Ok(())
 }
 

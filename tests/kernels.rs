@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, random_floats, random_tokens};
-use infiniscope::gpu::kernels::Heads;
+use infiniscope::gpu::kernels::{Heads, MemoryFlags};
 use infiniscope::gpu::{floats, uints, Gpu, Recorder};
 use infiniscope::reference as cpu;
 use infiniscope::taps::LayerMemory;
@@ -96,41 +96,42 @@ fn matmul_and_transposed_matmul_match() {
     );
 }
 
+/// Rows of `segments` segments of n tokens, each segment processed by `each` on its own.
+fn per_segment(x: &[f32], segments: usize, each: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
+    x.chunks(x.len() / segments).flat_map(each).collect()
+}
+
+fn heads(n: usize, segments: usize, n_heads: usize, head_dim: usize) -> Heads {
+    Heads {
+        n,
+        segments,
+        n_heads,
+        head_dim,
+    }
+}
+
+/// A chunk of three segments: positions restart at 0 in each.
 #[test]
 fn rope_matches() {
     let gpu = gpu();
-    let (n, heads, d) = (13, 3, 18);
-    let x = random_floats(n * heads * d, 2.0, 7);
+    let (n, segments, h, d) = (13, 3, 3, 18);
+    let x = random_floats(segments * n * h * d, 2.0, 7);
     let (xb, yb) = (gpu.buffer_with("x", &x), gpu.buffer("y", x.len() * 4));
     let out = run(
         &gpu,
-        |rec| {
-            rec.rope(
-                &xb,
-                &yb,
-                Heads {
-                    n,
-                    n_heads: heads,
-                    head_dim: d,
-                },
-                10000.0,
-            )
-        },
+        |rec| rec.rope(&xb, &yb, heads(n, segments, h, d), 10000.0),
         &[(&yb, x.len())],
     );
-    assert_close(
-        "rope",
-        &floats(&out[0]),
-        &cpu::rope(&x, heads, d, 10000.0),
-        1e-5,
-    );
+    let want = per_segment(&x, segments, |x| cpu::rope(x, h, d, 10000.0));
+    assert_close("rope", &floats(&out[0]), &want, 1e-5);
 }
 
+/// A chunk of three segments: each attends causally to itself only.
 #[test]
 fn causal_attention_matches() {
     let gpu = gpu();
-    let (n, heads, d) = (13, 3, 10);
-    let len = n * heads * d;
+    let (n, segments, h, d) = (13, 3, 3, 10);
+    let len = segments * n * h * d;
     let (q, k, v) = (
         random_floats(len, 2.0, 8),
         random_floats(len, 2.0, 9),
@@ -142,33 +143,22 @@ fn causal_attention_matches() {
         gpu.buffer_with("v", &v),
     );
     let (probs, ob) = (
-        gpu.buffer("probs", heads * n * n * 4),
+        gpu.buffer("probs", segments * h * n * n * 4),
         gpu.buffer("out", len * 4),
     );
     let out = run(
         &gpu,
-        |rec| {
-            rec.attention(
-                &qb,
-                &kb,
-                &vb,
-                &probs,
-                &ob,
-                Heads {
-                    n,
-                    n_heads: heads,
-                    head_dim: d,
-                },
-            )
-        },
+        |rec| rec.attention(&qb, &kb, &vb, &probs, &ob, heads(n, segments, h, d)),
         &[(&ob, len)],
     );
-    assert_close(
-        "attention",
-        &floats(&out[0]),
-        &cpu::attention(&q, &k, &v, heads, d),
-        1e-5,
-    );
+    let rows = len / segments;
+    let want: Vec<f32> = (0..segments)
+        .flat_map(|s| {
+            let r = s * rows..(s + 1) * rows;
+            cpu::attention(&q[r.clone()], &k[r.clone()], &v[r], h, d)
+        })
+        .collect();
+    assert_close("attention", &floats(&out[0]), &want, 1e-5);
 }
 
 /// A memory state as after a few linear writes: M of either sign, z positive.
@@ -181,104 +171,100 @@ fn some_memory(heads: usize, d: usize, seed: u64) -> LayerMemory {
     mem
 }
 
-#[test]
-fn memory_read_matches_and_is_exactly_zero_without_memory() {
+/// The memory kernel walks a chunk of three segments against the CPU's read-then-
+/// write per segment: A_mem, the delta rule's retrieval, and M, z after the chunk.
+fn check_memory(rule: UpdateRule, written: usize, read: bool, commit: bool) {
     let gpu = gpu();
-    let (n, heads, d) = (13, 3, 17);
-    let shape = Heads {
-        n,
-        n_heads: heads,
-        head_dim: d,
-    };
-    let mem = some_memory(heads, d, 11);
-    let q = random_floats(n * heads * d, 2.0, 12);
-    let (qb, mb, zb) = (
-        gpu.buffer_with("q", &q),
-        gpu.buffer_with("m", &mem.m),
-        gpu.buffer_with("z", &mem.z),
-    );
-    let (with, without) = (
-        gpu.buffer("with", q.len() * 4),
-        gpu.buffer("without", q.len() * 4),
-    );
-    let out = run(
-        &gpu,
-        |rec| {
-            rec.memory_read(&qb, &mb, &zb, &with, shape, true);
-            rec.memory_read(&qb, &mb, &zb, &without, shape, false);
-        },
-        &[(&with, q.len()), (&without, q.len())],
-    );
-    assert_close(
-        "memory read",
-        &floats(&out[0]),
-        &cpu::memory_read(&q, &mem, heads, d, true),
-        1e-5,
-    );
-    assert!(
-        floats(&out[1]).iter().all(|&v| v == 0.0),
-        "no memory must read exactly 0"
-    );
-}
-
-fn check_memory_write(rule: UpdateRule, has_memory: bool) {
-    let gpu = gpu();
-    let (n, heads, d) = (13, 3, 17);
-    let shape = Heads {
-        n,
-        n_heads: heads,
-        head_dim: d,
-    };
-    let start = if has_memory {
-        some_memory(heads, d, 13)
+    let (n, segments, h, d) = (13, 3, 3, 17);
+    let start = if written > 0 {
+        some_memory(h, d, 13)
     } else {
-        LayerMemory::zeros(heads, d)
+        LayerMemory::zeros(h, d)
     };
-    let k = random_floats(n * heads * d, 2.0, 14);
-    let v = random_floats(n * heads * d, 1.0, 15);
-    let (kb, vb) = (gpu.buffer_with("k", &k), gpu.buffer_with("v", &v));
+    let len = segments * n * h * d;
+    let q = random_floats(len, 2.0, 12);
+    let k = random_floats(len, 2.0, 14);
+    let v = random_floats(len, 1.0, 15);
+    let (qb, kb, vb) = (
+        gpu.buffer_with("q", &q),
+        gpu.buffer_with("k", &k),
+        gpu.buffer_with("v", &v),
+    );
     let (mb, zb) = (
         gpu.buffer_with("m", &start.m),
         gpu.buffer_with("z", &start.z),
     );
-    let retrieved = gpu.buffer("retrieved", k.len() * 4);
-    let delta = rule == UpdateRule::Delta;
+    let (ab, rb) = (
+        gpu.buffer("a_mem", len * 4),
+        gpu.buffer("retrieved", len * 4),
+    );
+    let flags = MemoryFlags {
+        read,
+        delta: rule == UpdateRule::Delta,
+        commit,
+    };
     let out = run(
         &gpu,
         |rec| {
-            if delta {
-                rec.memory_read(&kb, &mb, &zb, &retrieved, shape, has_memory);
-            }
-            rec.memory_write(&kb, &vb, &retrieved, &mb, &zb, shape, delta);
+            rec.memory(
+                [&qb, &kb, &vb],
+                &mb,
+                &zb,
+                &ab,
+                &rb,
+                heads(n, segments, h, d),
+                flags,
+                written,
+            )
         },
-        &[(&mb, start.m.len()), (&zb, start.z.len())],
+        &[(&ab, len), (&mb, start.m.len()), (&zb, start.z.len())],
     );
-    let mut want = start.clone();
-    cpu::memory_write(&k, &v, &mut want, heads, d, rule, has_memory);
-    assert_close(
-        &format!("{rule:?} write M"),
-        &floats(&out[0]),
-        &want.m,
-        1e-5,
-    );
-    assert_close(
-        &format!("{rule:?} write z"),
-        &floats(&out[1]),
-        &want.z,
-        1e-5,
-    );
+    let mut mem = start.clone();
+    let mut a_mem = Vec::new();
+    let rows = len / segments;
+    for s in 0..segments {
+        let has_memory = written + s > 0;
+        let r = s * rows..(s + 1) * rows;
+        a_mem.extend(cpu::memory_read(
+            &q[r.clone()],
+            &mem,
+            h,
+            d,
+            has_memory && read,
+        ));
+        if commit {
+            cpu::memory_write(&k[r.clone()], &v[r], &mut mem, h, d, rule, has_memory);
+        }
+    }
+    let at = format!("{rule:?}, {written} written, read {read}, commit {commit}");
+    let got = floats(&out[0]);
+    assert_close(&format!("{at}: A_mem"), &got, &a_mem, 1e-5);
+    if written == 0 || !read {
+        assert!(
+            got[..rows].iter().all(|&x| x == 0.0),
+            "{at}: no memory must read exactly 0"
+        );
+    }
+    assert_close(&format!("{at}: M"), &floats(&out[1]), &mem.m, 1e-5);
+    assert_close(&format!("{at}: z"), &floats(&out[2]), &mem.z, 1e-5);
 }
 
 #[test]
-fn linear_memory_write_matches() {
-    check_memory_write(UpdateRule::Linear, false);
-    check_memory_write(UpdateRule::Linear, true);
+fn linear_memory_matches() {
+    check_memory(UpdateRule::Linear, 0, true, true);
+    check_memory(UpdateRule::Linear, 4, true, true);
 }
 
 #[test]
-fn delta_memory_write_matches() {
-    check_memory_write(UpdateRule::Delta, false);
-    check_memory_write(UpdateRule::Delta, true);
+fn delta_memory_matches() {
+    check_memory(UpdateRule::Delta, 0, true, true);
+    check_memory(UpdateRule::Delta, 4, true, true);
+}
+
+#[test]
+fn memory_off_reads_zero_and_uncommitted_writes_nothing() {
+    check_memory(UpdateRule::Delta, 4, false, true);
+    check_memory(UpdateRule::Delta, 4, true, false);
 }
 
 #[test]
@@ -307,11 +293,7 @@ fn gate_mix_matches() {
                 &ob,
                 &share,
                 5,
-                Heads {
-                    n,
-                    n_heads: heads,
-                    head_dim: d,
-                },
+                self::heads(n, 1, heads, d),
             )
         },
         &[(&ob, len), (&share, 5 + n * heads)],

@@ -212,3 +212,85 @@ fn cpu_continues_from_gpu_memory() {
         assert_close("M after the switch", &g[0].m, &w[0].m, 1e-4);
     }
 }
+
+/// Chunked prefill: segments run several at a time (chunks of uneven sizes, the
+/// text's last short segment alone) give the CPU reference's numbers segment by
+/// segment, and M, z after each chunk.
+fn chunks_match_cpu(rule: UpdateRule) {
+    let model = model(odd_config(rule), 5);
+    let c = &model.config;
+    let tokens = random_tokens(11 * c.segment_len + 5, c.vocab_size, 6);
+    let segments = segments_of(&tokens, c.segment_len);
+    let options = RunOptions::for_config(c);
+    let shared = GpuModel::upload(gpu(), Arc::clone(&model)).expect("upload");
+    let mut gpu = GpuEngine::with_chunk(shared, options, 4);
+    assert_eq!(gpu.chunk(), 4);
+    let mut cpu = Reference::new(Arc::clone(&model), options);
+    let mut start = 0;
+    for size in [3, 4, 1, 2, 1, 1] {
+        let chunk = &segments[start..start + size];
+        start += size;
+        let outputs = gpu.segments(chunk, Taps::ALL).unwrap();
+        assert_eq!(outputs.len(), size);
+        for (segment, got) in chunk.iter().zip(&outputs) {
+            let want = cpu.segment(segment, Taps::ALL).unwrap();
+            let at = format!("{rule:?}, chunk of {size}, segment {}", segment.index);
+            for (name, g, w) in [
+                ("logits", &got.logits, &want.logits),
+                ("loss", &got.loss, &want.loss),
+                ("memory share", &got.memory_share, &want.memory_share),
+            ] {
+                assert_close(
+                    &format!("{at}: {name}"),
+                    g.as_ref().unwrap(),
+                    w.as_ref().unwrap(),
+                    1e-3,
+                );
+            }
+        }
+        assert!(outputs[..size - 1].iter().all(|o| o.memory.is_none()));
+        let memory = outputs[size - 1].memory.as_ref().unwrap();
+        for (l, (g, w)) in memory.iter().zip(cpu.memory()).enumerate() {
+            assert_close(
+                &format!("{rule:?} after chunk: layer {l} M"),
+                &g.m,
+                &w.m,
+                1e-4,
+            );
+            assert_close(
+                &format!("{rule:?} after chunk: layer {l} z"),
+                &g.z,
+                &w.z,
+                1e-4,
+            );
+        }
+    }
+    assert_eq!(start, segments.len());
+}
+
+#[test]
+fn chunks_match_cpu_delta_rule() {
+    chunks_match_cpu(UpdateRule::Delta);
+}
+
+#[test]
+fn chunks_match_cpu_linear_rule() {
+    chunks_match_cpu(UpdateRule::Linear);
+}
+
+#[test]
+fn chunks_are_checked() {
+    let model = model(odd_config(UpdateRule::Delta), 5);
+    let c = &model.config;
+    let segments = segments_of(
+        &random_tokens(6 * c.segment_len, c.vocab_size, 7),
+        c.segment_len,
+    );
+    let shared = GpuModel::upload(gpu(), Arc::clone(&model)).expect("upload");
+    let mut gpu = GpuEngine::with_chunk(shared, RunOptions::for_config(c), 2);
+    let too_many = gpu.segments(&segments[..3], Taps::ALL).unwrap_err();
+    assert!(too_many.to_string().contains("at most 2"), "{too_many}");
+    // The last (short) segment of a text cannot sit in front of full ones.
+    let mixed = [segments[5].clone(), segments[0].clone()];
+    assert!(gpu.segments(&mixed, Taps::ALL).is_err());
+}

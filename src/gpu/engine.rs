@@ -1,11 +1,13 @@
 //! The model on the GPU: weights uploaded once ([`GpuModel`], shareable by several
 //! engines), and per engine the activations and the memory state M, z of every
-//! layer. A segment's whole layer stack is one command encoder and one submission;
-//! only the taps asked for are read back.
+//! layer. A chunk of segments runs at once: every op but the memory works on all
+//! its rows together, and the memory kernel walks the segments in order. A chunk's
+//! whole layer stack is one command encoder and one submission; only the taps asked
+//! for are read back.
 
 use std::sync::Arc;
 
-use super::kernels::Heads;
+use super::kernels::{Heads, MemoryFlags};
 use super::{floats, uints, Gpu, Recorder};
 use crate::reference::validate_segment;
 use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
@@ -36,17 +38,7 @@ pub struct GpuModel {
 impl GpuModel {
     pub fn upload(gpu: Arc<Gpu>, model: Arc<Model>) -> Result<Arc<Self>, Error> {
         let limit = gpu.device.limits().max_storage_buffer_binding_size as usize;
-        let c = &model.config;
-        let largest = [
-            c.vocab_size * c.d_model,
-            c.segment_len * c.vocab_size,
-            c.segment_len * c.mlp_hidden,
-            c.n_heads * c.segment_len * c.segment_len,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0)
-            * 4;
+        let largest = largest_buffer(&model.config, 1);
         if largest > limit {
             return Err(Error::Gpu(format!(
                 "the model needs storage buffers of {largest} bytes; this device allows {limit}"
@@ -87,7 +79,27 @@ impl GpuModel {
     }
 }
 
-/// Scratch space for one segment of up to N tokens.
+/// Bytes of the largest buffer a chunk of `segments` segments needs.
+fn largest_buffer(c: &crate::Config, segments: usize) -> usize {
+    let rows = segments * c.segment_len;
+    [
+        c.vocab_size * c.d_model,
+        rows * c.vocab_size,
+        rows * c.mlp_hidden,
+        segments * c.n_heads * c.segment_len * c.segment_len,
+        c.n_layers * rows * c.n_heads,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+        * 4
+}
+
+/// Segments per chunk unless asked otherwise: large enough that a chunk's ops are
+/// big (1,024 rows for N = 32), small enough for a live page and modest buffers.
+pub const CHUNK_SEGMENTS: usize = 32;
+
+/// Scratch space for one chunk of up to `chunk` segments of N tokens.
 struct Activations {
     tokens: wgpu::Buffer,
     targets: wgpu::Buffer,
@@ -123,15 +135,28 @@ pub struct GpuEngine {
     shared: Arc<GpuModel>,
     options: RunOptions,
     act: Activations,
+    /// Most segments one chunk may hold.
+    chunk: usize,
     memory: Vec<MemoryBuffers>,
     segments_written: usize,
 }
 
 impl GpuEngine {
     pub fn new(shared: Arc<GpuModel>, options: RunOptions) -> Self {
+        Self::with_chunk(shared, options, CHUNK_SEGMENTS)
+    }
+
+    /// An engine that runs up to `chunk` segments at once (fewer if the device's
+    /// buffer limit says so; at least one).
+    pub fn with_chunk(shared: Arc<GpuModel>, options: RunOptions, chunk: usize) -> Self {
         let gpu = &shared.gpu;
         let c = &shared.model.config;
-        let (n, dm, f) = (c.segment_len, c.d_model, c.mlp_hidden);
+        let limit = gpu.device.limits().max_storage_buffer_binding_size as usize;
+        let chunk = (1..=chunk.max(1))
+            .rev()
+            .find(|&s| largest_buffer(c, s) <= limit)
+            .unwrap_or(1);
+        let (n, dm, f) = (chunk * c.segment_len, c.d_model, c.mlp_hidden);
         // Every element is 4 bytes (f32, or u32 for token ids).
         let float_buf = |label: &str, len: usize| gpu.buffer(label, len * 4);
         let act = Activations {
@@ -144,7 +169,7 @@ impl GpuEngine {
             v: float_buf("v", n * dm),
             q_rope: float_buf("q_rope", n * dm),
             k_rope: float_buf("k_rope", n * dm),
-            probs: float_buf("probs", c.n_heads * n * n),
+            probs: float_buf("probs", chunk * c.n_heads * c.segment_len * c.segment_len),
             a_dot: float_buf("a_dot", n * dm),
             a_mem: float_buf("a_mem", n * dm),
             retrieved: float_buf("retrieved", n * dm),
@@ -171,9 +196,15 @@ impl GpuEngine {
             shared,
             options,
             act,
+            chunk,
             memory,
             segments_written: 0,
         }
+    }
+
+    /// Most segments [`Self::segments_async`] takes at once.
+    pub fn chunk(&self) -> usize {
+        self.chunk
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -196,8 +227,16 @@ impl GpuEngine {
         self.segments_written = 0;
     }
 
-    /// Records one segment's forward pass (and memory write, if committed).
-    fn record<'a>(&'a self, rec: &mut Recorder<'a>, n: usize, n_targets: usize, commit: bool) {
+    /// Records a chunk's forward pass (and memory write, if committed): `segments`
+    /// segments of `n` tokens, the first `n_targets` rows with a target.
+    fn record<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        n: usize,
+        segments: usize,
+        n_targets: usize,
+        commit: bool,
+    ) {
         let GpuModel {
             embed,
             layers,
@@ -209,20 +248,24 @@ impl GpuEngine {
         let (dm, h, f) = (c.d_model, c.n_heads, c.mlp_hidden);
         let heads = Heads {
             n,
+            segments,
             n_heads: h,
             head_dim: c.head_dim,
         };
+        let rows = heads.rows();
         let act = &self.act;
-        let has_memory = self.segments_written > 0;
-        let read_memory = has_memory && self.options.memory == MemoryMode::On;
-        let delta = self.options.update_rule == UpdateRule::Delta;
+        let flags = MemoryFlags {
+            read: self.options.memory == MemoryMode::On,
+            delta: self.options.update_rule == UpdateRule::Delta,
+            commit,
+        };
 
-        rec.embed(&act.tokens, embed, &act.x, n, dm);
+        rec.embed(&act.tokens, embed, &act.x, rows, dm);
         for (l, (w, mem)) in layers.iter().zip(&self.memory).enumerate() {
-            rec.rmsnorm(&act.x, &w.attn_norm, &act.xn, n, dm, c.norm_eps);
-            rec.matmul(&act.xn, &w.wq, &act.q, n, dm, dm);
-            rec.matmul(&act.xn, &w.wk, &act.k, n, dm, dm);
-            rec.matmul(&act.xn, &w.wv, &act.v, n, dm, dm);
+            rec.rmsnorm(&act.x, &w.attn_norm, &act.xn, rows, dm, c.norm_eps);
+            rec.matmul(&act.xn, &w.wq, &act.q, rows, dm, dm);
+            rec.matmul(&act.xn, &w.wk, &act.k, rows, dm, dm);
+            rec.matmul(&act.xn, &w.wv, &act.v, rows, dm, dm);
             rec.rope(&act.q, &act.q_rope, heads, c.rope_base);
             rec.rope(&act.k, &act.k_rope, heads, c.rope_base);
             rec.attention(
@@ -233,49 +276,52 @@ impl GpuEngine {
                 &act.a_dot,
                 heads,
             );
-            rec.memory_read(&act.q, &mem.m, &mem.z, &act.a_mem, heads, read_memory);
-            if commit {
-                if delta {
-                    rec.memory_read(&act.k, &mem.m, &mem.z, &act.retrieved, heads, has_memory);
-                }
-                rec.memory_write(&act.k, &act.v, &act.retrieved, &mem.m, &mem.z, heads, delta);
-            }
+            rec.memory(
+                [&act.q, &act.k, &act.v],
+                &mem.m,
+                &mem.z,
+                &act.a_mem,
+                &act.retrieved,
+                heads,
+                flags,
+                self.segments_written,
+            );
             rec.gate_mix(
                 &act.a_mem,
                 &act.a_dot,
                 &w.beta,
                 &act.a,
                 &act.share,
-                l * n * h,
+                l * rows * h,
                 heads,
             );
-            rec.matmul(&act.a, &w.wo, &act.proj, n, dm, dm);
-            rec.add(&act.x, &act.proj, n * dm);
+            rec.matmul(&act.a, &w.wo, &act.proj, rows, dm, dm);
+            rec.add(&act.x, &act.proj, rows * dm);
 
-            rec.rmsnorm(&act.x, &w.mlp_norm, &act.xn, n, dm, c.norm_eps);
-            rec.matmul(&act.xn, &w.w_gate, &act.gate, n, dm, f);
-            rec.matmul(&act.xn, &w.w_up, &act.up, n, dm, f);
-            rec.swiglu(&act.gate, &act.up, &act.hidden, n * f);
-            rec.matmul(&act.hidden, &w.w_down, &act.proj, n, f, dm);
-            rec.add(&act.x, &act.proj, n * dm);
+            rec.rmsnorm(&act.x, &w.mlp_norm, &act.xn, rows, dm, c.norm_eps);
+            rec.matmul(&act.xn, &w.w_gate, &act.gate, rows, dm, f);
+            rec.matmul(&act.xn, &w.w_up, &act.up, rows, dm, f);
+            rec.swiglu(&act.gate, &act.up, &act.hidden, rows * f);
+            rec.matmul(&act.hidden, &w.w_down, &act.proj, rows, f, dm);
+            rec.add(&act.x, &act.proj, rows * dm);
         }
-        rec.rmsnorm(&act.x, final_norm, &act.xn, n, dm, c.norm_eps);
-        rec.matmul_bt(&act.xn, embed, &act.logits, n, dm, c.vocab_size);
+        rec.rmsnorm(&act.x, final_norm, &act.xn, rows, dm, c.norm_eps);
+        rec.matmul_bt(&act.xn, embed, &act.logits, rows, dm, c.vocab_size);
         rec.loss(
             &act.logits,
             &act.targets,
             &act.loss,
             &act.argmax,
-            n,
+            rows,
             n_targets,
             c.vocab_size,
         );
     }
 
-    /// Dispatches one segment takes (for benchmarks).
-    pub fn dispatches_per_segment(&self, n: usize, commit: bool) -> usize {
+    /// Dispatches a chunk of `segments` segments of `n` tokens takes (for benchmarks).
+    pub fn dispatches(&self, n: usize, segments: usize, commit: bool) -> usize {
         let mut rec = Recorder::new(&self.shared.gpu.kernels);
-        self.record(&mut rec, n, n, commit);
+        self.record(&mut rec, n, segments, n * segments, commit);
         rec.len()
     }
 
@@ -285,76 +331,146 @@ impl GpuEngine {
         segment: &Segment,
         taps: Taps,
     ) -> Result<SegmentOutput, Error> {
+        let mut out = self
+            .segments_async(std::slice::from_ref(segment), taps)
+            .await?;
+        Ok(out.pop().expect("one output per segment"))
+    }
+
+    /// Runs consecutive segments of a text as one chunk (one submission) and reads
+    /// back the taps asked for, split per segment; M and z (the `memory` tap) only
+    /// after the last. All segments must have the same length, all but the last a
+    /// target for every token, and either all be committed or be a single segment.
+    pub async fn segments_async(
+        &mut self,
+        segments: &[Segment],
+        taps: Taps,
+    ) -> Result<Vec<SegmentOutput>, Error> {
         let model = Arc::clone(&self.shared.model);
-        validate_segment(&model, segment)?;
+        let c = &model.config;
+        let Some(first) = segments.first() else {
+            return Ok(Vec::new());
+        };
+        let n = first.tokens.len();
+        let commit = first.commit;
+        for (i, segment) in segments.iter().enumerate() {
+            validate_segment(&model, segment)?;
+            let last = i + 1 == segments.len();
+            if segment.tokens.len() != n
+                || (!last && segment.targets.len() != n)
+                || segment.commit != commit
+            {
+                return Err(Error::Text(
+                    "a chunk holds segments of one length, each with every target but the last, all committed or all not".into(),
+                ));
+            }
+        }
+        if segments.len() > self.chunk || (!commit && segments.len() > 1) {
+            return Err(Error::Text(format!(
+                "a chunk holds at most {} committed segments (or one uncommitted), not {}",
+                self.chunk,
+                segments.len()
+            )));
+        }
         let gpu = Arc::clone(&self.shared.gpu);
         gpu.check()?;
-        let c = &model.config;
-        let n = segment.tokens.len();
+        let count = segments.len();
+        let rows = count * n;
+        let tokens: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        let targets: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| s.targets.iter().copied())
+            .collect();
         gpu.queue
-            .write_buffer(&self.act.tokens, 0, bytemuck::cast_slice(&segment.tokens));
-        if !segment.targets.is_empty() {
+            .write_buffer(&self.act.tokens, 0, bytemuck::cast_slice(&tokens));
+        if !targets.is_empty() {
             gpu.queue
-                .write_buffer(&self.act.targets, 0, bytemuck::cast_slice(&segment.targets));
+                .write_buffer(&self.act.targets, 0, bytemuck::cast_slice(&targets));
         }
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut rec = Recorder::new(&gpu.kernels);
-        self.record(&mut rec, n, segment.targets.len(), segment.commit);
+        self.record(&mut rec, n, count, targets.len(), commit);
         rec.finish(&mut encoder);
 
+        let (h, vocab) = (c.n_heads, c.vocab_size);
         let mut reads: Vec<(&wgpu::Buffer, usize)> = Vec::new();
         if taps.loss {
-            reads.push((&self.act.loss, segment.targets.len() * 4));
-            reads.push((&self.act.argmax, n * 4));
+            reads.push((&self.act.loss, targets.len() * 4));
+            reads.push((&self.act.argmax, rows * 4));
         }
         if taps.logits {
-            reads.push((&self.act.logits, n * c.vocab_size * 4));
+            reads.push((&self.act.logits, rows * vocab * 4));
         }
         if taps.memory_share {
-            reads.push((&self.act.share, c.n_layers * n * c.n_heads * 4));
+            reads.push((&self.act.share, c.n_layers * rows * h * 4));
         }
         if taps.memory {
             for mem in &self.memory {
-                reads.push((&mem.m, c.n_heads * c.head_dim * c.head_dim * 4));
-                reads.push((&mem.z, c.n_heads * c.head_dim * 4));
+                reads.push((&mem.m, h * c.head_dim * c.head_dim * 4));
+                reads.push((&mem.z, h * c.head_dim * 4));
             }
         }
         let mut data = gpu.submit_and_read(encoder, &reads).await?.into_iter();
-        if segment.commit {
-            self.segments_written += 1;
+        if commit {
+            self.segments_written += count;
         }
         let mut next = || data.next().expect("one result per read");
-        let mut out = SegmentOutput {
-            n_tokens: n,
-            ..Default::default()
-        };
-        if taps.loss {
-            out.loss = Some(floats(&next()));
-            out.argmax = Some(uints(&next()));
+        let loss = taps.loss.then(|| (floats(&next()), uints(&next())));
+        let logits = taps.logits.then(|| floats(&next()));
+        // The share buffer is [layer][row][head] over the chunk's rows.
+        let share = taps.memory_share.then(|| floats(&next()));
+        let memory = taps.memory.then(|| {
+            (0..c.n_layers)
+                .map(|_| LayerMemory {
+                    m: floats(&next()),
+                    z: floats(&next()),
+                })
+                .collect()
+        });
+        let mut outputs: Vec<SegmentOutput> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| {
+                let rows_of = |width: usize| i * n * width..(i + 1) * n * width;
+                SegmentOutput {
+                    n_tokens: n,
+                    loss: loss
+                        .as_ref()
+                        .map(|(l, _)| l[i * n..i * n + segment.targets.len()].to_vec()),
+                    argmax: loss.as_ref().map(|(_, a)| a[rows_of(1)].to_vec()),
+                    logits: logits.as_ref().map(|l| l[rows_of(vocab)].to_vec()),
+                    memory_share: share.as_ref().map(|s| {
+                        (0..c.n_layers)
+                            .flat_map(|l| &s[l * rows * h..][rows_of(h)])
+                            .copied()
+                            .collect()
+                    }),
+                    memory: None,
+                }
+            })
+            .collect();
+        if let Some(last) = outputs.last_mut() {
+            last.memory = memory;
         }
-        if taps.logits {
-            out.logits = Some(floats(&next()));
-        }
-        if taps.memory_share {
-            // The share buffer is laid out per layer with stride n (this segment's length).
-            out.memory_share = Some(floats(&next()));
-        }
-        if taps.memory {
-            out.memory = Some(
-                (0..c.n_layers)
-                    .map(|_| LayerMemory {
-                        m: floats(&next()),
-                        z: floats(&next()),
-                    })
-                    .collect(),
-            );
-        }
-        Ok(out)
+        Ok(outputs)
     }
 
     /// Blocking [`Self::segment_async`] for native callers.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         pollster::block_on(self.segment_async(segment, taps))
+    }
+
+    /// Blocking [`Self::segments_async`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn segments(
+        &mut self,
+        segments: &[Segment],
+        taps: Taps,
+    ) -> Result<Vec<SegmentOutput>, Error> {
+        pollster::block_on(self.segments_async(segments, taps))
     }
 }

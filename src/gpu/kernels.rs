@@ -3,8 +3,10 @@
 //! constants), and a [`Recorder`] that collects a whole segment's dispatches and
 //! records them into one compute pass.
 //!
-//! Every kernel binds a uniform of four 32-bit words at binding 0 (its shape, in
+//! Every kernel binds a uniform of eight 32-bit words at binding 0 (its shape, in
 //! the order of its `struct Params`) and storage buffers from binding 1 on.
+//! Per-head kernels work on a chunk of segments at once: `segments` segments of `n`
+//! tokens each, stacked row after row.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,8 +25,8 @@ pub enum Op {
     AttentionScores,
     AttentionSoftmax,
     AttentionValues,
-    MemoryRead,
-    MemoryWrite,
+    /// Reads and writes of the compressive memory, segment by segment.
+    Memory,
     GateMix,
     SwiGlu,
     Add,
@@ -88,15 +90,10 @@ impl Op {
                 "weighted_values",
                 &[Read, Read, Read, ReadWrite, ReadWrite],
             ),
-            Op::MemoryRead => spec(
-                shader!(sigma "memory_read"),
+            Op::Memory => spec(
+                shader!(sigma "memory"),
                 "main",
-                &[Read, Read, Read, ReadWrite],
-            ),
-            Op::MemoryWrite => spec(
-                shader!(sigma "memory_write"),
-                "main",
-                &[Read, Read, Read, ReadWrite, ReadWrite],
+                &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             ),
             Op::GateMix => spec(
                 shader!("gate_mix"),
@@ -125,7 +122,8 @@ pub struct Kernels {
 /// Bytes between two ops' parameters in the per-segment uniform buffer (the
 /// WebGPU minimum for `minUniformBufferOffsetAlignment`).
 const PARAMS_STRIDE: u64 = 256;
-const PARAMS_SIZE: u64 = 16;
+const PARAMS_SIZE: u64 = 32;
+type Params = [u32; 8];
 
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
@@ -218,24 +216,56 @@ pub struct Recorder<'a> {
     dispatches: Vec<Dispatch<'a>>,
 }
 
-/// The per-head shape of a segment: n tokens of n_heads heads of head_dim.
+/// The per-head shape of a chunk: `segments` segments of n tokens, each token
+/// n_heads heads of head_dim.
 #[derive(Clone, Copy, Debug)]
 pub struct Heads {
     pub n: usize,
+    pub segments: usize,
     pub n_heads: usize,
     pub head_dim: usize,
 }
 
 impl Heads {
-    /// The first three words of a per-head kernel's parameters, then `last`.
-    fn params(self, last: u32) -> [u32; 4] {
-        [u(self.n), u(self.n_heads), u(self.head_dim), last]
+    /// A per-head kernel's parameters: n, n_heads, head_dim, `fourth`, segments, `sixth`.
+    fn params(self, fourth: u32, sixth: u32) -> Params {
+        [
+            u(self.n),
+            u(self.n_heads),
+            u(self.head_dim),
+            fourth,
+            u(self.segments),
+            sixth,
+            0,
+            0,
+        ]
     }
 
-    /// n · n_heads · head_dim: the elements of a `[t][d_model]` activation.
-    fn elements(self) -> usize {
-        self.n * self.n_heads * self.head_dim
+    /// Rows of the chunk: segments · n.
+    pub fn rows(self) -> usize {
+        self.segments * self.n
     }
+
+    /// rows · n_heads · head_dim: the elements of a `[t][d_model]` activation.
+    fn elements(self) -> usize {
+        self.rows() * self.n_heads * self.head_dim
+    }
+}
+
+/// Four leading words, the rest zero.
+fn params4(words: [u32; 4]) -> Params {
+    [words[0], words[1], words[2], words[3], 0, 0, 0, 0]
+}
+
+/// What the memory kernel does besides walking the segments.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryFlags {
+    /// The read feeds A_mem (memory on); otherwise A_mem = 0.
+    pub read: bool,
+    /// Delta rule: subtract what the memory already returns for K before writing.
+    pub delta: bool,
+    /// Write the chunk into M and z.
+    pub commit: bool,
 }
 
 /// Workgroups for `count` invocations of a 64-wide kernel (or `count` rows of a
@@ -277,7 +307,7 @@ impl<'a> Recorder<'a> {
     fn dispatch(
         &mut self,
         op: Op,
-        params: [u32; 4],
+        params: Params,
         buffers: &[&'a wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
@@ -352,7 +382,7 @@ impl<'a> Recorder<'a> {
     ) {
         self.dispatch(
             Op::Embed,
-            [u(n), u(d_model), 0, 0],
+            params4([u(n), u(d_model), 0, 0]),
             &[tokens, table, x],
             groups(u(n * d_model), 64),
         );
@@ -369,7 +399,7 @@ impl<'a> Recorder<'a> {
     ) {
         self.dispatch(
             Op::RmsNorm,
-            [u(rows), u(cols), eps.to_bits(), 0],
+            params4([u(rows), u(cols), eps.to_bits(), 0]),
             &[x, w, y],
             groups(u(rows), 1),
         );
@@ -385,7 +415,8 @@ impl<'a> Recorder<'a> {
         k: usize,
         n: usize,
     ) {
-        self.dispatch(Op::Matmul, [u(m), u(k), u(n), 0], &[a, b, c], blocks(m, n));
+        let params = params4([u(m), u(k), u(n), 0]);
+        self.dispatch(Op::Matmul, params, &[a, b, c], blocks(m, n));
     }
 
     /// c = a [m×k] · bᵀ with b stored [n×k].
@@ -400,7 +431,7 @@ impl<'a> Recorder<'a> {
     ) {
         self.dispatch(
             Op::MatmulBt,
-            [u(m), u(k), u(n), 0],
+            params4([u(m), u(k), u(n), 0]),
             &[a, b, c],
             blocks(m, n),
         );
@@ -410,13 +441,13 @@ impl<'a> Recorder<'a> {
         let count = u(heads.elements() / 2);
         self.dispatch(
             Op::Rope,
-            heads.params(base.to_bits()),
+            heads.params(base.to_bits(), 0),
             &[x, y],
             groups(count, 64),
         );
     }
 
-    /// Causal attention within the segment; `probs` holds n_heads·n·n scratch floats.
+    /// Causal attention within each segment; `probs` holds segments·n_heads·n·n scratch floats.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -429,22 +460,23 @@ impl<'a> Recorder<'a> {
     ) {
         let Heads {
             n,
+            segments,
             n_heads,
             head_dim,
         } = heads;
-        let params = heads.params((1.0 / (head_dim as f32).sqrt()).to_bits());
+        let params = heads.params((1.0 / (head_dim as f32).sqrt()).to_bits(), 0);
         let buffers = [q, k, v, probs, out];
         self.dispatch(
             Op::AttentionScores,
             params,
             &buffers,
-            groups(u(n_heads * n * n), 64),
+            groups(u(segments * n_heads * n * n), 64),
         );
         self.dispatch(
             Op::AttentionSoftmax,
             params,
             &buffers,
-            groups(u(n_heads * n), 64),
+            groups(u(segments * n_heads * n), 64),
         );
         self.dispatch(
             Op::AttentionValues,
@@ -454,45 +486,28 @@ impl<'a> Recorder<'a> {
         );
     }
 
-    /// A_mem = σ(q) M / (σ(q) z), or zeros when `has_memory` is false.
+    /// The memory through a chunk, segment by segment: A_mem (0 without memory or
+    /// unless `flags.read`) and the delta rule's retrieval R into `a_mem` and
+    /// `retrieved`, then, if `flags.commit`, M += σ(K)ᵀ(V − R) and z += Σσ(K).
+    /// `written` is how many segments the memory already holds.
     #[allow(clippy::too_many_arguments)]
-    pub fn memory_read(
+    pub fn memory(
         &mut self,
-        q: &'a wgpu::Buffer,
+        [q, k, v]: [&'a wgpu::Buffer; 3],
         m: &'a wgpu::Buffer,
         z: &'a wgpu::Buffer,
-        out: &'a wgpu::Buffer,
-        heads: Heads,
-        has_memory: bool,
-    ) {
-        let count = groups(u(heads.elements()), 64);
-        self.dispatch(
-            Op::MemoryRead,
-            heads.params(has_memory as u32),
-            &[q, m, z, out],
-            count,
-        );
-    }
-
-    /// M += σ(K)ᵀ(V − R) and z += Σσ(K); R (the delta rule's retrieval) is only read
-    /// when `delta` is set.
-    #[allow(clippy::too_many_arguments)]
-    pub fn memory_write(
-        &mut self,
-        k: &'a wgpu::Buffer,
-        v: &'a wgpu::Buffer,
+        a_mem: &'a wgpu::Buffer,
         retrieved: &'a wgpu::Buffer,
-        m: &'a wgpu::Buffer,
-        z: &'a wgpu::Buffer,
         heads: Heads,
-        delta: bool,
+        flags: MemoryFlags,
+        written: usize,
     ) {
-        let cells = u(heads.n_heads * heads.head_dim * heads.head_dim);
+        let bits = flags.read as u32 | (flags.delta as u32) << 1 | (flags.commit as u32) << 2;
         self.dispatch(
-            Op::MemoryWrite,
-            heads.params(delta as u32),
-            &[k, v, retrieved, m, z],
-            groups(cells, 64),
+            Op::Memory,
+            heads.params(bits, u(written)),
+            &[q, k, v, m, z, a_mem, retrieved],
+            [u(heads.n_heads), 1, 1],
         );
     }
 
@@ -508,10 +523,10 @@ impl<'a> Recorder<'a> {
         share_offset: usize,
         heads: Heads,
     ) {
-        let count = groups(u(heads.n * heads.n_heads), 64);
+        let count = groups(u(heads.rows() * heads.n_heads), 64);
         self.dispatch(
             Op::GateMix,
-            heads.params(u(share_offset)),
+            heads.params(u(share_offset), 0),
             &[a_mem, a_dot, beta, out, share],
             count,
         );
@@ -526,7 +541,7 @@ impl<'a> Recorder<'a> {
     ) {
         self.dispatch(
             Op::SwiGlu,
-            [u(len), 0, 0, 0],
+            params4([u(len), 0, 0, 0]),
             &[gate, up, out],
             groups(u(len), 64),
         );
@@ -534,7 +549,8 @@ impl<'a> Recorder<'a> {
 
     /// x += y.
     pub fn add(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, len: usize) {
-        self.dispatch(Op::Add, [u(len), 0, 0, 0], &[x, y], groups(u(len), 64));
+        let params = params4([u(len), 0, 0, 0]);
+        self.dispatch(Op::Add, params, &[x, y], groups(u(len), 64));
     }
 
     /// Argmax of each of n rows, and the cross-entropy of the first n_targets.
@@ -549,7 +565,7 @@ impl<'a> Recorder<'a> {
         n_targets: usize,
         vocab: usize,
     ) {
-        let params = [u(n), u(n_targets), u(vocab), 0];
+        let params = params4([u(n), u(n_targets), u(vocab), 0]);
         self.dispatch(
             Op::Loss,
             params,
