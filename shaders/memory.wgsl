@@ -1,5 +1,6 @@
-// The compressive memory of one layer across a chunk of segments, in order: for
-// each segment s, first the reads with the memory of the segments before it,
+// The compressive memory of one layer across a chunk of segments, in order. Q and
+// K arrive as σ(Q) and σ(K) (sigma_apply.wgsl). For each segment s, first the
+// reads with the memory of the segments before it,
 //   A_mem = σ(Q) M / (σ(Q) z)         (Q without position encoding; 0 on the first
 //                                      segment of a text, or with memory switched off)
 //   R     = σ(K) M / (σ(K) z)         (delta rule only; 0 without memory)
@@ -15,8 +16,8 @@ const COMMIT: u32 = 4u;
 const THREADS: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(1) var<storage, read> sq: array<f32>;
+@group(0) @binding(2) var<storage, read> sk: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> z: array<f32>;
@@ -45,12 +46,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
                 for (var i = 0u; i < d; i++) {
                     let mij = m[(h * d + i) * d + j];
                     let zi = z[h * d + i];
-                    let sq = sigma(q[row + i]);
-                    let sk = sigma(k[row + i]);
-                    num_q += sq * mij;
-                    den_q += sq * zi;
-                    num_k += sk * mij;
-                    den_k += sk * zi;
+                    num_q += sq[row + i] * mij;
+                    den_q += sq[row + i] * zi;
+                    num_k += sk[row + i] * mij;
+                    den_k += sk[row + i] * zi;
                 }
             }
             a_mem[row + j] = select(0.0, num_q / max(den_q, MEMORY_EPS), has_memory && read);
@@ -67,9 +66,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
                 var dz_i = 0.0;
                 for (var t = first; t < first + p.n; t++) {
                     let row = t * dm + h * d;
-                    let sk = sigma(k[row + i]);
-                    dm_ij += sk * (v[row + j] - retrieved[row + j]);
-                    dz_i += sk;
+                    let s_k = sk[row + i];
+                    dm_ij += s_k * (v[row + j] - retrieved[row + j]);
+                    dz_i += s_k;
                 }
                 m[(h * d + i) * d + j] += dm_ij;
                 if (j == 0u) {

@@ -121,6 +121,17 @@ impl Config {
         2 * self.n_layers * tokens * self.d_model
     }
 
+    /// Floating-point operations (multiply and add counted apart) per token of a
+    /// full segment: projections, MLP, local attention (a causal segment averages
+    /// (N+1)/2 keys), the memory's two reads and one write, and the logits.
+    pub fn flops_per_token(&self) -> usize {
+        let (dm, f, n) = (self.d_model, self.mlp_hidden, self.segment_len);
+        let memory_cells = self.n_heads * self.head_dim * self.head_dim;
+        let per_layer =
+            2 * (4 * dm * dm + 3 * dm * f) + 2 * 2 * dm * (n + 1) / 2 + 2 * 3 * memory_cells;
+        self.n_layers * per_layer + 2 * dm * self.vocab_size
+    }
+
     pub fn n_params(&self) -> usize {
         let d = self.d_model;
         let per_layer = 4 * d * d + self.n_heads + 2 * d + 3 * d * self.mlp_hidden;

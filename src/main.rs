@@ -15,6 +15,7 @@ use serde_json::json;
 use infiniscope::engine::Engine;
 use infiniscope::gate::{HeadKind, LOCAL_BELOW, MEMORY_ABOVE};
 use infiniscope::generate::{sample, OpenSegment};
+use infiniscope::gpu::kernels::Op;
 use infiniscope::segment::Segmenter;
 use infiniscope::taps::{Segment, Taps};
 use infiniscope::tokenizer::TextChunks;
@@ -628,6 +629,50 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
         "chunked / one-at-a-time: {:.2}×; GPU (chunked) / CPU tokens/s: {:.3}",
         rates[1] / rates[0],
         rates[1] / rates[2]
+    );
+    profile(&model, options, chunk, rates[1])
+}
+
+/// Where a chunk's time goes on the GPU, op by op, and the FLOP rates of the
+/// matmul kernel and of the whole model.
+fn profile(model: &Arc<Model>, options: RunOptions, chunk: usize, rate: f64) -> Result<(), Error> {
+    let Engine::Gpu(engine) = Engine::gpu(Arc::clone(model), options)? else {
+        unreachable!("Engine::gpu is a GPU engine")
+    };
+    let c = &model.config;
+    engine.profile(1, 1)?; // compiles every pipeline
+    let ops = engine.profile(chunk, 3)?;
+    let total: f64 = ops.iter().map(|(_, _, t)| t).sum();
+    let rows = (chunk * c.segment_len) as f64;
+    println!("time per op, a chunk of {chunk} segments, each op run on its own (best of 3):");
+    for (op, dispatches, seconds) in &ops {
+        println!(
+            "  {:<18} {:>4} dispatches {:>9.2} ms {:>5.1}%",
+            format!("{op:?}"),
+            dispatches,
+            seconds * 1e3,
+            100.0 * seconds / total
+        );
+    }
+    let (dm, f) = (c.d_model as f64, c.mlp_hidden as f64);
+    // Either kernel variant (scalar or vec4) may have run each matmul.
+    let seconds_of = |kind: [Op; 2]| -> f64 {
+        ops.iter()
+            .filter(|(o, _, _)| kind.contains(o))
+            .map(|x| x.2)
+            .sum()
+    };
+    let matmul = 2.0 * rows * (4.0 * dm * dm + 3.0 * dm * f) * c.n_layers as f64
+        / seconds_of([Op::Matmul, Op::MatmulVec4]);
+    let logits =
+        2.0 * rows * dm * c.vocab_size as f64 / seconds_of([Op::MatmulBt, Op::MatmulBtVec4]);
+    let model_rate = rate * c.flops_per_token() as f64;
+    println!(
+        "matmul kernel {:.2} GFLOP/s (logits, transposed: {:.2}); the whole model (chunked run above) {:.2} GFLOP/s = {:.0}% of the matmul kernel",
+        matmul / 1e9,
+        logits / 1e9,
+        model_rate / 1e9,
+        100.0 * model_rate / matmul
     );
     Ok(())
 }

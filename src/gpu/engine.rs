@@ -325,6 +325,44 @@ impl GpuEngine {
         rec.len()
     }
 
+    /// Where a chunk's time goes: each op's dispatches of a chunk of `segments` full
+    /// segments, run on their own (best of `repeats`), as (op, dispatches, seconds).
+    /// The memory state changes; [`Self::reset`] afterwards.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile(
+        &self,
+        segments: usize,
+        repeats: usize,
+    ) -> Result<Vec<(super::kernels::Op, usize, f64)>, Error> {
+        let gpu = &self.shared.gpu;
+        let n = self.shared.model.config.segment_len;
+        let segments = segments.clamp(1, self.chunk);
+        let mut all = Recorder::new(&gpu.kernels);
+        self.record(&mut all, n, segments, n * segments, true);
+        let mut times = Vec::new();
+        for op in all.ops() {
+            let mut best = f64::INFINITY;
+            let mut count = 0;
+            for _ in 0..repeats.max(1) {
+                let mut rec = Recorder::new(&gpu.kernels);
+                self.record(&mut rec, n, segments, n * segments, true);
+                rec.keep_only(op);
+                count = rec.len();
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                rec.finish(&mut encoder);
+                let start = std::time::Instant::now();
+                gpu.queue.submit([encoder.finish()]);
+                gpu.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            gpu.check()?;
+            times.push((op, count, best));
+        }
+        Ok(times)
+    }
+
     /// Runs one segment: one submission, then reads back the taps asked for.
     pub async fn segment_async(
         &mut self,

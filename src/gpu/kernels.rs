@@ -21,10 +21,15 @@ pub enum Op {
     Matmul,
     /// `a · bᵀ`: the logits against the tied embedding.
     MatmulBt,
+    /// Matmul and MatmulBt with vec4 loads, for k and n multiples of 4.
+    MatmulVec4,
+    MatmulBtVec4,
     Rope,
     AttentionScores,
     AttentionSoftmax,
     AttentionValues,
+    /// σ in place on Q and K, ahead of the memory.
+    Sigma,
     /// Reads and writes of the compressive memory, segment by segment.
     Memory,
     GateMix,
@@ -74,6 +79,11 @@ impl Op {
                 constants: &[("TRANSPOSE_B", 1.0)],
                 ..spec(shader!("matmul"), "main", &[Read, Read, ReadWrite])
             },
+            Op::MatmulVec4 => spec(shader!("matmul_vec4"), "main", &[Read, Read, ReadWrite]),
+            Op::MatmulBtVec4 => Spec {
+                constants: &[("TRANSPOSE_B", 1.0)],
+                ..spec(shader!("matmul_vec4"), "main", &[Read, Read, ReadWrite])
+            },
             Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
             Op::AttentionScores => spec(
                 shader!("attention"),
@@ -89,6 +99,11 @@ impl Op {
                 shader!("attention"),
                 "weighted_values",
                 &[Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            Op::Sigma => spec(
+                shader!(sigma "sigma_apply"),
+                "main",
+                &[ReadWrite, ReadWrite],
             ),
             Op::Memory => spec(
                 shader!(sigma "memory"),
@@ -282,6 +297,11 @@ fn blocks(m: usize, n: usize) -> [u32; 3] {
     [u(n).div_ceil(32), u(m).div_ceil(32), 1]
 }
 
+/// Whether a matmul can take the vec4 kernel.
+fn vec4(k: usize, n: usize) -> bool {
+    k.is_multiple_of(4) && n.is_multiple_of(4)
+}
+
 fn u(value: usize) -> u32 {
     u32::try_from(value).expect("GPU sizes fit in 32 bits")
 }
@@ -302,6 +322,31 @@ impl<'a> Recorder<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.dispatches.is_empty()
+    }
+
+    /// The ops recorded, each once, in order of first use.
+    pub fn ops(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for d in &self.dispatches {
+            if !ops.contains(&d.op) {
+                ops.push(d.op);
+            }
+        }
+        ops
+    }
+
+    /// Drops every dispatch but those of `op` (to time one op on its own).
+    pub fn keep_only(&mut self, op: Op) {
+        let stride = PARAMS_STRIDE as usize;
+        let (mut params, mut dispatches) = (Vec::new(), Vec::new());
+        for (i, d) in std::mem::take(&mut self.dispatches).into_iter().enumerate() {
+            if d.op == op {
+                params.extend_from_slice(&self.params[i * stride..(i + 1) * stride]);
+                dispatches.push(d);
+            }
+        }
+        self.params = params;
+        self.dispatches = dispatches;
     }
 
     fn dispatch(
@@ -416,7 +461,12 @@ impl<'a> Recorder<'a> {
         n: usize,
     ) {
         let params = params4([u(m), u(k), u(n), 0]);
-        self.dispatch(Op::Matmul, params, &[a, b, c], blocks(m, n));
+        let op = if vec4(k, n) {
+            Op::MatmulVec4
+        } else {
+            Op::Matmul
+        };
+        self.dispatch(op, params, &[a, b, c], blocks(m, n));
     }
 
     /// c = a [m×k] · bᵀ with b stored [n×k].
@@ -429,12 +479,12 @@ impl<'a> Recorder<'a> {
         k: usize,
         n: usize,
     ) {
-        self.dispatch(
-            Op::MatmulBt,
-            params4([u(m), u(k), u(n), 0]),
-            &[a, b, c],
-            blocks(m, n),
-        );
+        let op = if vec4(k, n) {
+            Op::MatmulBtVec4
+        } else {
+            Op::MatmulBt
+        };
+        self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], blocks(m, n));
     }
 
     pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, heads: Heads, base: f32) {
@@ -489,7 +539,8 @@ impl<'a> Recorder<'a> {
     /// The memory through a chunk, segment by segment: A_mem (0 without memory or
     /// unless `flags.read`) and the delta rule's retrieval R into `a_mem` and
     /// `retrieved`, then, if `flags.commit`, M += σ(K)ᵀ(V − R) and z += Σσ(K).
-    /// `written` is how many segments the memory already holds.
+    /// `written` is how many segments the memory already holds. Q and K are
+    /// replaced by σ(Q) and σ(K) on the way.
     #[allow(clippy::too_many_arguments)]
     pub fn memory(
         &mut self,
@@ -503,6 +554,13 @@ impl<'a> Recorder<'a> {
         written: usize,
     ) {
         let bits = flags.read as u32 | (flags.delta as u32) << 1 | (flags.commit as u32) << 2;
+        let len = heads.elements();
+        self.dispatch(
+            Op::Sigma,
+            params4([u(len), 0, 0, 0]),
+            &[q, k],
+            groups(u(len), 64),
+        );
         self.dispatch(
             Op::Memory,
             heads.params(bits, u(written)),
