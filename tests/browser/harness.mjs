@@ -53,11 +53,11 @@ export async function open(b, url) {
   return page;
 }
 
-/** `infiniscope eval --json` of `text` with a model folder, on the CPU reference. */
-export function cliEval(text, model = "models/infini-tiny") {
+/** `infiniscope eval --json` of `text` on the CPU reference, with the model files the page was served. */
+export function cliEval(text, model = join(DIST, "models/infini-tiny")) {
   const file = join(mkdtempSync(join(tmpdir(), "infiniscope-text-")), "text.txt");
   writeFileSync(file, text);
-  const out = execFileSync(CLI, ["eval", "--cpu", "--json", "--model", join(ROOT, model), "--text", file], { encoding: "utf8" });
+  const out = execFileSync(CLI, ["eval", "--cpu", "--json", "--model", model, "--text", file], { encoding: "utf8" });
   return JSON.parse(out);
 }
 
