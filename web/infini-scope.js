@@ -152,7 +152,8 @@ export class InfiniScope extends HTMLElement {
   #loaded = null;
   #loading = null;
   #run = null;
-  #visible = true;
+  /** Whether any of the element is on screen; its observer reports it as soon as it is attached. */
+  #visible = false;
   #drawPending = false;
   #enlarged = null;
   #observer = null;

@@ -44,3 +44,31 @@ async function checkEmbed(webgpu) {
 
 test("embed.html: two instances on WebGPU", () => checkEmbed(true));
 test("embed.html without WebGPU falls back to the CPU reference with the same numbers", () => checkEmbed(false));
+
+test("an element out of view keeps reading but draws only once it is scrolled to", async () => {
+  const chrome = await browser();
+  try {
+    const page = await open(chrome, `${server.url}/embed.html`);
+    await bothDone(page);
+    const done = await page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const el = document.createElement("infini-scope");
+          el.id = "below";
+          el.style.marginTop = "5000px";
+          el.setAttribute("autorun", "");
+          el.setAttribute("segment-limit", "3");
+          el.addEventListener("done", (e) => resolve(e.detail), { once: true });
+          document.body.append(el);
+          el.text = "Far below the fold, the model reads all the same. ".repeat(12);
+        }),
+    );
+    assert.ok(done.tokens > 0, "it read");
+    const widths = () => page.evaluate(() => [...document.getElementById("below").shadowRoot.querySelectorAll(".heads canvas.m")].map((c) => c.width));
+    assert.ok((await widths()).every((w) => w !== 64), "no heatmap drawn while out of view");
+    await page.evaluate(() => document.getElementById("below").scrollIntoView());
+    await page.waitForFunction(() => [...document.getElementById("below").shadowRoot.querySelectorAll(".heads canvas.m")].every((c) => c.width === 64));
+  } finally {
+    await chrome.close();
+  }
+});
