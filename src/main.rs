@@ -107,6 +107,24 @@ enum Command {
         #[arg(long, default_value_t = 2048)]
         tokens: usize,
     },
+    /// Infini-attention against full attention: the same weights with the memory off
+    /// and one segment spanning the whole text (a plain causal transformer whose
+    /// cost per token grows with the length), tokens/s at each length.
+    Scaling {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long, default_value = DEFAULT_TEXT)]
+        text: PathBuf,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "1024,2048,4096,8192,16384"
+        )]
+        lengths: Vec<usize>,
+        /// Run on the CPU reference instead of a GPU adapter.
+        #[arg(long)]
+        cpu: bool,
+    },
     /// Passkey retrieval (the paper's §4.2): a key hidden at a depth of filler text,
     /// asked for at the end; per-digit accuracy of the model's argmax (each digit
     /// predicted with the earlier digits given).
@@ -170,6 +188,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             text,
             tokens,
         } => bench(&model, &text, tokens),
+        Command::Scaling {
+            model,
+            text,
+            lengths,
+            cpu,
+        } => scaling(&model, &text, &lengths, cpu),
         Command::Passkey {
             model,
             lengths,
@@ -546,9 +570,8 @@ fn generate(
     Ok(())
 }
 
-fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
-    let model = Arc::new(Model::load(model_dir)?);
-    let options = RunOptions::for_config(&model.config);
+/// The first `count` tokens of a text file (fewer if it is shorter; at least two).
+fn first_tokens(model: &Model, path: &Path, count: usize) -> Result<Vec<u32>, Error> {
     let file = open(path)?;
     let mut tokens = Vec::new();
     for chunk in TextChunks::new(BufReader::new(file), CHUNK_BYTES) {
@@ -564,6 +587,84 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
             path.display()
         )));
     }
+    Ok(tokens)
+}
+
+/// Seconds to read `tokens` with `engine`, a chunk at a time, after one untimed
+/// segment that compiles the GPU pipelines.
+fn time_reading(engine: &mut Engine, tokens: &[u32], segment_len: usize) -> Result<f64, Error> {
+    let segments = infiniscope::segment::segments(tokens, segment_len);
+    engine.segment(
+        &infiniscope::segment::segments(&tokens[..2], segment_len)[0],
+        Taps::default(),
+    )?;
+    engine.reset();
+    let taps = Taps {
+        loss: true,
+        ..Taps::default()
+    };
+    let start = Instant::now();
+    let (full, last) = segments.split_at(segments.len() - 1);
+    for run in full.chunks(engine.chunk()).chain([last]) {
+        engine.segments(run, taps)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn scaling(model_dir: &Path, path: &Path, lengths: &[usize], cpu: bool) -> Result<(), Error> {
+    let model = Arc::new(Model::load(model_dir)?);
+    let options = RunOptions::for_config(&model.config);
+    let longest = lengths.iter().copied().max().unwrap_or(0);
+    let tokens = first_tokens(&model, path, longest)?;
+    println!("model: {}", describe(&model, &options));
+    println!(
+        "{:>8} {:>22} {:>22} {:>10}",
+        "tokens", "infini-attention tok/s", "full attention tok/s", "infini/full"
+    );
+    for &length in lengths {
+        let text = &tokens[..length.min(tokens.len())];
+        let infini = time_reading(
+            &mut engine(&model, options, cpu),
+            text,
+            model.config.segment_len,
+        )?;
+        // The same weights as a plain transformer: one segment over the whole text.
+        let mut full_model = Model::load(model_dir)?;
+        full_model.config.segment_len = text.len();
+        let full_model = Arc::new(full_model);
+        let full_options = RunOptions {
+            memory: MemoryMode::Off,
+            ..options
+        };
+        let full = if cpu {
+            time_reading(
+                &mut Engine::new(full_model, full_options, true).0,
+                text,
+                text.len(),
+            )
+        } else {
+            Engine::gpu(full_model, full_options)
+                .and_then(|mut e| time_reading(&mut e, text, text.len()))
+        };
+        let n = text.len() as f64;
+        match full {
+            Ok(full) => println!(
+                "{:>8} {:>22.1} {:>22.1} {:>10.2}",
+                text.len(),
+                n / infini,
+                n / full,
+                full / infini
+            ),
+            Err(e) => println!("{:>8} {:>22.1} {:>22} {e}", text.len(), n / infini, "—"),
+        }
+    }
+    Ok(())
+}
+
+fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
+    let model = Arc::new(Model::load(model_dir)?);
+    let options = RunOptions::for_config(&model.config);
+    let tokens = first_tokens(&model, path, count)?;
     let segments = infiniscope::segment::segments(&tokens, model.config.segment_len);
     let taps = Taps {
         loss: true,
