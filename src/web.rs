@@ -330,17 +330,23 @@ impl Session {
         self.state.try_borrow().map_or(0, |s| s.queue.len())
     }
 
-    /// Runs the next segment; resolves to its [`SegmentResult`], or `undefined`
-    /// when none is ready.
-    pub fn step(&self) -> js_sys::Promise {
+    /// Runs the next segments, as many as the engine takes at once (a GPU chunk, up
+    /// to `most`; one on the CPU, so the page stays responsive); resolves to an array
+    /// of [`SegmentResult`]s, empty when none is ready. Only the last carries M and z.
+    pub fn step(&self, most: usize) -> js_sys::Promise {
         let state = Rc::clone(&self.state);
         wasm_bindgen_futures::future_to_promise(async move {
             let mut state = state.try_borrow_mut().map_err(|_| busy())?;
-            let Some(segment) = state.queue.pop_front() else {
-                return Ok(JsValue::UNDEFINED);
-            };
-            let (out, recovered) = state.run(&segment, Taps::ALL_BUT_LOGITS).await?;
-            Ok(SegmentResult::new(&state, &segment, out, recovered).into())
+            let chunk = state.next_chunk(most);
+            let results = js_sys::Array::new();
+            if chunk.is_empty() {
+                return Ok(results.into());
+            }
+            let (outputs, recovered) = state.run(&chunk, Taps::ALL_BUT_LOGITS).await?;
+            for (segment, out) in chunk.iter().zip(outputs) {
+                results.push(&SegmentResult::new(&state, segment, out, recovered.clone()).into());
+            }
+            Ok(results.into())
         })
     }
 
@@ -361,8 +367,8 @@ impl Session {
                 memory: segment.commit,
                 ..Taps::default()
             };
-            let (out, _) = state.run(&segment, taps).await?;
-            let logits = out.logits.expect("logits tapped");
+            let (mut outputs, _) = state.run(std::slice::from_ref(&segment), taps).await?;
+            let logits = outputs.pop().and_then(|o| o.logits).expect("logits tapped");
             let state = &mut *state;
             let open = state.open.as_mut().expect("checked above");
             let vocab = state.model.config.vocab_size;
@@ -384,15 +390,38 @@ impl Taps {
 }
 
 impl State {
-    /// Runs a segment; if the GPU fails (device lost, out of memory), continues on
+    /// The queued segments the engine can take in one go: up to `most` (and the
+    /// engine's chunk) of one length, all committed, only the last missing targets.
+    fn next_chunk(&mut self, most: usize) -> Vec<Segment> {
+        let mut chunk: Vec<Segment> = Vec::new();
+        while chunk.len() < most.clamp(1, self.engine.chunk()) {
+            let Some(next) = self.queue.front() else {
+                break;
+            };
+            if let Some(last) = chunk.last() {
+                let fits = next.commit
+                    && last.commit
+                    && next.tokens.len() == last.tokens.len()
+                    && last.targets.len() == last.tokens.len();
+                if !fits {
+                    break;
+                }
+            }
+            chunk.extend(self.queue.pop_front());
+        }
+        chunk
+    }
+
+    /// Runs segments; if the GPU fails (device lost, out of memory), continues on
     /// the CPU reference from the memory of the last committed segment and says so.
     async fn run(
         &mut self,
-        segment: &Segment,
+        segments: &[Segment],
         taps: Taps,
-    ) -> Result<(SegmentOutput, Option<String>), JsError> {
+    ) -> Result<(Vec<SegmentOutput>, Option<String>), JsError> {
         let mut recovered = None;
-        let out = match self.engine.segment_async(segment, taps).await {
+        let first = segments.first().map_or(0, |s| s.index);
+        let outputs = match self.engine.segments_async(segments, taps).await {
             Err(Error::Gpu(message)) if self.engine.is_gpu() => {
                 self.engine = Engine::cpu_from(
                     Arc::clone(&self.model),
@@ -401,21 +430,20 @@ impl State {
                     self.committed,
                 );
                 recovered = Some(format!(
-                    "the GPU failed ({message}); continuing on the CPU reference from segment {}",
-                    segment.index
+                    "the GPU failed ({message}); continuing on the CPU reference from segment {first}"
                 ));
-                self.engine.segment_async(segment, taps).await
+                self.engine.segments_async(segments, taps).await
             }
             other => other,
         }
         .map_err(js_error)?;
-        if segment.commit {
-            self.committed += 1;
-            if let Some(memory) = &out.memory {
+        if segments.iter().all(|s| s.commit) {
+            self.committed += segments.len();
+            if let Some(memory) = outputs.last().and_then(|o| o.memory.as_ref()) {
                 self.memory = memory.clone();
             }
         }
-        Ok((out, recovered))
+        Ok((outputs, recovered))
     }
 }
 

@@ -19,6 +19,8 @@ const CHUNK_CHARS = 16384;
 const SHOWN_TOKENS = 2000;
 const SHOWN_SEGMENTS = 2000;
 const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
+/** Aimed-for length of one reading step (a chunk of segments on the GPU). */
+const STEP_MS = 250;
 
 const wasmReady = init();
 const models = new Map();
@@ -349,6 +351,7 @@ export class InfiniScope extends HTMLElement {
       paused: false,
       cancelled: false,
       done: false,
+      perStep: 1,
       resume: null,
       started: performance.now(),
       pausedFor: 0,
@@ -401,11 +404,18 @@ export class InfiniScope extends HTMLElement {
           ended = true;
           continue;
         }
-        const result = await run.session.step();
-        const baseline = run.baseline ? await run.baseline.step() : null;
+        // As many segments per step as the engine takes at once (a GPU chunk), sized
+        // so a step lasts about STEP_MS: fast devices read in big chunks, slow ones
+        // still redraw often. Each result is still one segment.
+        const most = Math.min(run.perStep, this.#segmentLimit - segments);
+        const began = performance.now();
+        const results = await run.session.step(most);
+        const baselines = run.baseline ? await run.baseline.step(most) : [];
         if (run.cancelled) break;
-        this.#record(run, result, baseline);
-        segments++;
+        const took = performance.now() - began;
+        run.perStep = Math.max(1, Math.min(32, Math.round((run.perStep * STEP_MS) / Math.max(took, 1))));
+        results.forEach((result, i) => this.#record(run, result, baselines[i] ?? null));
+        segments += results.length;
         await nextTask();
       }
       if (!run.cancelled) {
@@ -435,14 +445,18 @@ export class InfiniScope extends HTMLElement {
         for (let h = 0; h < heads; h++) run.shareSum[l * heads + h] += share[(l * n + t) * heads + h];
       }
     }
+    // M and z come with the last segment of each chunk.
+    const hasMemory = m.length > 0;
     const mNorms = [];
     const zNorms = [];
-    for (let i = 0; i < layers * heads; i++) {
+    for (let i = 0; hasMemory && i < layers * heads; i++) {
       mNorms.push(norm(m, i * d * d, d * d));
       zNorms.push(norm(z, i * d, d));
     }
-    run.mNorms.push(mNorms);
-    run.zNorms.push(zNorms);
+    if (hasMemory) {
+      run.mNorms.push(mNorms);
+      run.zNorms.push(zNorms);
+    }
     const segmentLoss = loss.length ? mean(loss) : NaN;
     run.losses.push(segmentLoss);
     const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
@@ -450,7 +464,7 @@ export class InfiniScope extends HTMLElement {
     run.argmax?.push(...result.argmax);
     const first = run.tokensDone;
     run.tokensDone += n;
-    run.last = { result, first, n, loss, share, m, z };
+    if (hasMemory) run.last = { result, m, z };
     if (result.recovered) {
       this.#$(".note").textContent = `The GPU was lost: ${result.recovered}.`;
       this.#$(".device").textContent = result.device;
@@ -470,7 +484,7 @@ export class InfiniScope extends HTMLElement {
       loss: segmentLoss,
       baselineLoss,
       gates: this.#loaded.model.gates(),
-      memoryNorms: { m: mNorms, z: zNorms },
+      memoryNorms: hasMemory ? { m: mNorms, z: zNorms } : null,
       device: result.device,
     });
   }
@@ -558,7 +572,7 @@ export class InfiniScope extends HTMLElement {
         series.push({ values: run.mNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 40%)`, label: `‖M‖ L${Math.floor(i / heads)}H${i % heads}` });
         series.push({ values: run.zNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 70%)`, label: `‖z‖ L${Math.floor(i / heads)}H${i % heads}` });
       }
-      lineChart(this.#$("svg.norms"), series, { yLabel: "‖M‖ (dark), ‖z‖ (light)" });
+      lineChart(this.#$("svg.norms"), series, { yLabel: "‖M‖ (dark), ‖z‖ (light)", xUnit: "chunks read" });
     }
     const kv = info.kv_bytes_per_token * run.tokensDone;
     this.#$(".kv-bytes").textContent = bytes(kv);

@@ -66,7 +66,7 @@ export function heatmap(canvas, values, offset, rows, cols, scale) {
  * A small line chart of several series (arrays of numbers, NaN = gap) in an SVG.
  * `series` = [{ values, colour, label }].
  */
-export function lineChart(svg, series, { width = 360, height = 120, yLabel = "" } = {}) {
+export function lineChart(svg, series, { width = 360, height = 120, yLabel = "", xUnit = "segments" } = {}) {
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const all = series.flatMap((s) => s.values.filter(Number.isFinite));
@@ -91,7 +91,7 @@ export function lineChart(svg, series, { width = 360, height = 120, yLabel = "" 
   text(hi.toPrecision(3), { x: 2, y: pad.t + 8, class: "axis" });
   text(lo.toPrecision(3), { x: 2, y: height - pad.b, class: "axis" });
   text(yLabel, { x: pad.l, y: height - 2, class: "axis" });
-  text(`${total} segments`, { x: width - pad.r, y: height - 2, class: "axis", "text-anchor": "end" });
+  text(`${total} ${xUnit}`, { x: width - pad.r, y: height - 2, class: "axis", "text-anchor": "end" });
   for (const s of series) {
     let d = "";
     s.values.forEach((v, i) => {

@@ -134,3 +134,35 @@ test("a lost GPU device mid-run moves to the CPU and keeps the numbers", async (
   assert.ok(done.tokens > 0);
   await page.close();
 });
+
+test("the wasm Session reads chunks of segments with the numbers of one at a time", async () => {
+  const page = await readyPage();
+  const result = await page.evaluate(async (text) => {
+    const { Session } = await import("/infiniscope.js");
+    const { model } = document.querySelector("#scope").model;
+    const read = async (most) => {
+      const session = new Session(model, true);
+      const encoder = model.encoder();
+      session.feed(encoder.push(text).ids);
+      session.feed(encoder.finish().ids);
+      session.end_text();
+      const steps = [];
+      const losses = [];
+      for (;;) {
+        const results = await session.step(most);
+        if (results.length === 0) break;
+        steps.push(results.length);
+        for (const r of results) losses.push(Array.from(r.loss));
+      }
+      return { steps, losses };
+    };
+    return { one: await read(1), chunked: await read(4) };
+  }, TEXT);
+  assert.ok(result.chunked.steps.some((n) => n > 1), `some steps held several segments: ${result.chunked.steps}`);
+  assert.equal(result.chunked.losses.length, result.one.losses.length);
+  result.one.losses.forEach((want, i) =>
+    want.forEach((w, t) => assert.ok(Math.abs(result.chunked.losses[i][t] - w) < 1e-3, `segment ${i} token ${t}`)),
+  );
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
