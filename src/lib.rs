@@ -4,6 +4,10 @@
 //! layers ([`reference`] on the CPU, [`gpu`] on WebGPU/Vulkan/Metal/DX12) → taps
 //! ([`taps`]) → whatever draws them (the CLI, the web page).
 
+// On the web wgpu's handles are not Send; the Arcs that share a device and a model
+// between views then stay on the one thread the page has.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 pub mod config;
 pub mod engine;
 pub mod gate;

@@ -258,6 +258,9 @@ fn busy() -> JsError {
     JsError::new("this session is still running a segment")
 }
 
+// A session's state stays borrowed while its segment runs on the GPU: a second call
+// in the meantime gets a "busy" error from try_borrow_mut instead of a panic.
+#[allow(clippy::await_holding_refcell_ref)]
 #[wasm_bindgen]
 impl Session {
     /// A fresh reader; `memory_on = false` gives the local-only baseline.
