@@ -68,17 +68,6 @@ impl Engine {
         matches!(self, Self::Gpu(_))
     }
 
-    pub async fn segment_async(
-        &mut self,
-        segment: &Segment,
-        taps: Taps,
-    ) -> Result<SegmentOutput, Error> {
-        match self {
-            Self::Cpu(engine) => engine.segment(segment, taps),
-            Self::Gpu(engine) => engine.segment_async(segment, taps).await,
-        }
-    }
-
     /// Consecutive segments at once: one chunk on the GPU (see
     /// [`GpuEngine::segments_async`]; M and z only after the last), one by one on the CPU.
     pub async fn segments_async(

@@ -254,6 +254,12 @@ struct State {
     rng: ChaCha8Rng,
 }
 
+/// Everything the panels draw: loss, memory shares and the memory state.
+const PANEL_TAPS: Taps = Taps {
+    logits: false,
+    ..Taps::ALL
+};
+
 fn busy() -> JsError {
     JsError::new("this session is still running a segment")
 }
@@ -345,7 +351,7 @@ impl Session {
             if chunk.is_empty() {
                 return Ok(results.into());
             }
-            let (outputs, recovered) = state.run(&chunk, Taps::ALL_BUT_LOGITS).await?;
+            let (outputs, recovered) = state.run(&chunk, PANEL_TAPS).await?;
             for (segment, out) in chunk.iter().zip(outputs) {
                 results.push(&SegmentResult::new(&state, segment, out, recovered.clone()).into());
             }
@@ -382,14 +388,6 @@ impl Session {
             ))
         })
     }
-}
-
-impl Taps {
-    /// Everything the panels draw: loss, memory shares and the memory state.
-    const ALL_BUT_LOGITS: Taps = Taps {
-        logits: false,
-        ..Taps::ALL
-    };
 }
 
 impl State {

@@ -213,6 +213,12 @@ fn cpu_continues_from_gpu_memory() {
     }
 }
 
+/// A GPU engine that reads up to `chunk` segments at once, as the model was trained.
+fn chunked(model: &Arc<Model>, chunk: usize) -> GpuEngine {
+    let shared = GpuModel::upload(gpu(), Arc::clone(model)).expect("upload");
+    GpuEngine::with_chunk(shared, RunOptions::for_config(&model.config), chunk)
+}
+
 /// Chunked prefill: segments run several at a time (chunks of uneven sizes, the
 /// text's last short segment alone) give the CPU reference's numbers segment by
 /// segment, and M, z after each chunk.
@@ -222,8 +228,7 @@ fn chunks_match_cpu(rule: UpdateRule) {
     let tokens = random_tokens(11 * c.segment_len + 5, c.vocab_size, 6);
     let segments = segments_of(&tokens, c.segment_len);
     let options = RunOptions::for_config(c);
-    let shared = GpuModel::upload(gpu(), Arc::clone(&model)).expect("upload");
-    let mut gpu = GpuEngine::with_chunk(shared, options, 4);
+    let mut gpu = chunked(&model, 4);
     assert_eq!(gpu.chunk(), 4);
     let mut cpu = Reference::new(Arc::clone(&model), options);
     let mut start = 0;
@@ -286,8 +291,7 @@ fn chunks_are_checked() {
         &random_tokens(6 * c.segment_len, c.vocab_size, 7),
         c.segment_len,
     );
-    let shared = GpuModel::upload(gpu(), Arc::clone(&model)).expect("upload");
-    let mut gpu = GpuEngine::with_chunk(shared, RunOptions::for_config(c), 2);
+    let mut gpu = chunked(&model, 2);
     let too_many = gpu.segments(&segments[..3], Taps::ALL).unwrap_err();
     assert!(too_many.to_string().contains("at most 2"), "{too_many}");
     // The last (short) segment of a text cannot sit in front of full ones.

@@ -558,10 +558,8 @@ export class InfiniScope extends HTMLElement {
       const { m, z } = run.last;
       const figures = this.#$(".heads").children;
       for (let i = 0; i < layers * heads; i++) {
-        const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
         const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
-        heatmap(mCanvas, m, i * d * d, d, d, scale);
-        heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
+        const scale = drawHead(mCanvas, zCanvas, m, z, i, d);
         mCanvas.title = `‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
       }
       if (this.#enlarged) this.#drawEnlarged();
@@ -609,9 +607,7 @@ export class InfiniScope extends HTMLElement {
     const i = l * heads + h;
     const { m, z } = run.last;
     const [mCanvas, zCanvas] = this.#$("dialog").querySelectorAll("canvas");
-    const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
-    heatmap(mCanvas, m, i * d * d, d, d, scale);
-    heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
+    const scale = drawHead(mCanvas, zCanvas, m, z, i, d);
     caption.textContent = `layer ${l} head ${h}, after segment ${run.last.result.index}: ‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, ‖z‖ = ${run.zNorms.at(-1)[i].toFixed(3)}, colours ±${scale.toPrecision(3)}`;
   }
 
@@ -677,6 +673,17 @@ export class InfiniScope extends HTMLElement {
     }
     return text;
   }
+}
+
+/**
+ * Paints head i's M (d×d) and z (1×d), each clipped at the 98th percentile of its
+ * |values| (robust: a few large cells do not wash out the rest); returns M's scale.
+ */
+function drawHead(mCanvas, zCanvas, m, z, i, d) {
+  const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
+  heatmap(mCanvas, m, i * d * d, d, d, scale);
+  heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
+  return scale;
 }
 
 function pick(shares, selected) {

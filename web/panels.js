@@ -17,7 +17,7 @@ function divergingRgb(t, out = [0, 0, 0]) {
   return out;
 }
 
-export function diverging(t) {
+function diverging(t) {
   const [r, g, b] = divergingRgb(t);
   return `rgb(${r},${g},${b})`;
 }
