@@ -177,11 +177,21 @@ fn some_memory(heads: usize, d: usize, seed: u64) -> LayerMemory {
     mem
 }
 
-/// The memory kernel walks a chunk of three segments against the CPU's read-then-
+/// The memory kernel walks a chunk of segments against the CPU's read-then-
 /// write per segment: A_mem, the delta rule's retrieval, and M, z after the chunk.
 fn check_memory(rule: UpdateRule, written: usize, read: bool, commit: bool) {
+    check_memory_shaped(rule, written, read, commit, (13, 3, 3, 17));
+}
+
+/// `shape`: tokens per segment, segments, heads, head_dim.
+fn check_memory_shaped(
+    rule: UpdateRule,
+    written: usize,
+    read: bool,
+    commit: bool,
+    (n, segments, h, d): (usize, usize, usize, usize),
+) {
     let gpu = gpu();
-    let (n, segments, h, d) = (13, 3, 3, 17);
     let start = if written > 0 {
         some_memory(h, d, 13)
     } else {
@@ -202,7 +212,7 @@ fn check_memory(rule: UpdateRule, written: usize, read: bool, commit: bool) {
     );
     let (ab, rb) = (
         gpu.buffer("a_mem", len * 4),
-        gpu.buffer("retrieved", len * 4),
+        gpu.buffer("surprise", len * 4),
     );
     let flags = MemoryFlags {
         read,
@@ -265,6 +275,14 @@ fn linear_memory_matches() {
 fn delta_memory_matches() {
     check_memory(UpdateRule::Delta, 0, true, true);
     check_memory(UpdateRule::Delta, 4, true, true);
+}
+
+/// 50 segments of 64 tokens at head_dim 64 take more loop iterations than lavapipe
+/// lets one invocation run (65,535): the walk must be split into dispatches, or the
+/// later segments come out wrong without any error.
+#[test]
+fn a_long_walk_stays_under_lavapipes_loop_limit() {
+    check_memory_shaped(UpdateRule::Delta, 2, true, true, (64, 50, 1, 64));
 }
 
 #[test]

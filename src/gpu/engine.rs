@@ -26,6 +26,10 @@ struct LayerBuffers {
     w_down: wgpu::Buffer,
 }
 
+/// Largest head_dim the memory kernel takes: one invocation per column of M
+/// (`MAX_HEAD_DIM` in shaders/memory.wgsl).
+const MAX_HEAD_DIM: usize = 64;
+
 /// A model's weights on a device (f32: f16 files are widened at load).
 pub struct GpuModel {
     pub gpu: Arc<Gpu>,
@@ -42,6 +46,12 @@ impl GpuModel {
         if largest > limit {
             return Err(Error::Gpu(format!(
                 "the model needs storage buffers of {largest} bytes; this device allows {limit}"
+            )));
+        }
+        if model.config.head_dim > MAX_HEAD_DIM {
+            return Err(Error::Gpu(format!(
+                "the memory kernel handles heads of up to {MAX_HEAD_DIM} dimensions; this model's have {}",
+                model.config.head_dim
             )));
         }
         let w = &model.weights;
@@ -113,7 +123,7 @@ struct Activations {
     probs: wgpu::Buffer,
     a_dot: wgpu::Buffer,
     a_mem: wgpu::Buffer,
-    retrieved: wgpu::Buffer,
+    surprise: wgpu::Buffer,
     a: wgpu::Buffer,
     proj: wgpu::Buffer,
     gate: wgpu::Buffer,
@@ -172,7 +182,7 @@ impl GpuEngine {
             probs: float_buf("probs", chunk * c.n_heads * c.segment_len * c.segment_len),
             a_dot: float_buf("a_dot", n * dm),
             a_mem: float_buf("a_mem", n * dm),
-            retrieved: float_buf("retrieved", n * dm),
+            surprise: float_buf("surprise", n * dm),
             a: float_buf("a", n * dm),
             proj: float_buf("proj", n * dm),
             gate: float_buf("gate", n * f),
@@ -281,7 +291,7 @@ impl GpuEngine {
                 &mem.m,
                 &mem.z,
                 &act.a_mem,
-                &act.retrieved,
+                &act.surprise,
                 heads,
                 flags,
                 self.segments_written,

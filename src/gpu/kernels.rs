@@ -297,6 +297,21 @@ fn blocks(m: usize, n: usize) -> [u32; 3] {
     [u(n).div_ceil(32), u(m).div_ceil(32), 1]
 }
 
+/// Workgroups of the vec4 matmul kernel: each covers 128 columns × 8 rows.
+fn blocks_vec4(m: usize, n: usize) -> [u32; 3] {
+    [u(n).div_ceil(128), u(m).div_ceil(8), 1]
+}
+
+/// Loop iterations of one memory-kernel invocation per segment of n tokens, counted
+/// from shaders/memory.wgsl's loops (generously: constant loops count too).
+fn walk_iterations(n: usize, head_dim: usize) -> usize {
+    1 + n.div_ceil(4) * (head_dim + 5) + head_dim.div_ceil(8) * (n + 10)
+}
+
+/// Iterations one memory-kernel dispatch may spend on its segments: lavapipe's
+/// 65,535 less the copies of z in and out and a margin.
+const WALK_LOOP_BUDGET: usize = 60_000;
+
 /// Whether a matmul can take the vec4 kernel.
 fn vec4(k: usize, n: usize) -> bool {
     k.is_multiple_of(4) && n.is_multiple_of(4)
@@ -466,7 +481,12 @@ impl<'a> Recorder<'a> {
         } else {
             Op::Matmul
         };
-        self.dispatch(op, params, &[a, b, c], blocks(m, n));
+        let groups = if op == Op::MatmulVec4 {
+            blocks_vec4(m, n)
+        } else {
+            blocks(m, n)
+        };
+        self.dispatch(op, params, &[a, b, c], groups);
     }
 
     /// c = a [m×k] · bᵀ with b stored [n×k].
@@ -484,7 +504,12 @@ impl<'a> Recorder<'a> {
         } else {
             Op::MatmulBt
         };
-        self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], blocks(m, n));
+        let groups = if op == Op::MatmulBtVec4 {
+            blocks_vec4(m, n)
+        } else {
+            blocks(m, n)
+        };
+        self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], groups);
     }
 
     pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, heads: Heads, base: f32) {
@@ -537,8 +562,9 @@ impl<'a> Recorder<'a> {
     }
 
     /// The memory through a chunk, segment by segment: A_mem (0 without memory or
-    /// unless `flags.read`) and the delta rule's retrieval R into `a_mem` and
-    /// `retrieved`, then, if `flags.commit`, M += σ(K)ᵀ(V − R) and z += Σσ(K).
+    /// unless `flags.read`) into `a_mem`, V − R (R the delta rule's retrieval, else
+    /// 0) into the scratch `surprise`, then, if `flags.commit`, M += σ(K)ᵀ(V − R)
+    /// and z += Σσ(K).
     /// `written` is how many segments the memory already holds. Q and K are
     /// replaced by σ(Q) and σ(K) on the way.
     #[allow(clippy::too_many_arguments)]
@@ -548,7 +574,7 @@ impl<'a> Recorder<'a> {
         m: &'a wgpu::Buffer,
         z: &'a wgpu::Buffer,
         a_mem: &'a wgpu::Buffer,
-        retrieved: &'a wgpu::Buffer,
+        surprise: &'a wgpu::Buffer,
         heads: Heads,
         flags: MemoryFlags,
         written: usize,
@@ -561,12 +587,24 @@ impl<'a> Recorder<'a> {
             &[q, k],
             groups(u(len), 64),
         );
-        self.dispatch(
-            Op::Memory,
-            heads.params(bits, u(written)),
-            &[q, k, v, m, z, a_mem, retrieved],
-            [u(heads.n_heads), 1, 1],
-        );
+        // Lavapipe stops an invocation's loops after 65,535 iterations in all
+        // (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: a long chunk is walked
+        // in several dispatches that each stay under that.
+        let per_walk = (WALK_LOOP_BUDGET / walk_iterations(heads.n, heads.head_dim)).max(1);
+        for from in (0..heads.segments).step_by(per_walk) {
+            let walk = Heads {
+                segments: per_walk.min(heads.segments - from),
+                ..heads
+            };
+            let mut params = walk.params(bits, u(written + from));
+            params[6] = u(from);
+            self.dispatch(
+                Op::Memory,
+                params,
+                &[q, k, v, m, z, a_mem, surprise],
+                [u(heads.n_heads), 1, 1],
+            );
+        }
     }
 
     /// A = g·A_mem + (1−g)·A_dot; memory shares go to `share[share_offset..][t][head]`.
