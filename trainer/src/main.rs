@@ -160,6 +160,9 @@ fn train(args: &Args) -> Result<(), String> {
     );
 
     let log_path = args.checkpoints.join("log.csv");
+    if args.resume {
+        drop_rows_after(&log_path, progress.step)?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -335,4 +338,23 @@ fn export(
         stored_dtype: StoredDtype::F32,
     };
     model.save(out, StoredDtype::F32).map_err(|e| e.to_string())
+}
+
+/// Steps logged after the last checkpoint were lost with the process that ran them;
+/// resuming repeats them, so their old rows go.
+fn drop_rows_after(log_path: &std::path::Path, step: usize) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(log_path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            line.split(',')
+                .next()
+                .and_then(|s| s.parse::<usize>().ok())
+                .is_none_or(|s| s <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(log_path, kept).map_err(|e| e.to_string())
 }

@@ -22,7 +22,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
         update_rule: rule,
         rope_base: 10000.0,
         norm_eps: 1e-5,
-        train_context: 1024,
+        train_context: 4096,
     };
     match preset {
         "tiny" => Ok(base),
@@ -42,7 +42,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
 
 /// Sequence lengths of the curriculum: the next is unlocked when passkey digits come
 /// back right at least this often; earlier lengths stay in the mix.
-pub const LENGTHS: [usize; 4] = [128, 256, 512, 1024];
+pub const LENGTHS: [usize; 6] = [128, 256, 512, 1024, 2048, 4096];
 /// Segments per text sequence: gradients flow through M and z across all of them.
 pub const TEXT_SEGMENTS: usize = 16;
 pub const UNLOCK_ACCURACY: f32 = 0.8;
