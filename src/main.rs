@@ -17,7 +17,7 @@ use infiniscope::gate::{HeadKind, LOCAL_BELOW, MEMORY_ABOVE};
 use infiniscope::generate::{sample, OpenSegment};
 use infiniscope::gpu::kernels::Op;
 use infiniscope::segment::Segmenter;
-use infiniscope::taps::{Segment, Taps};
+use infiniscope::taps::{Segment, SegmentOutput, Taps};
 use infiniscope::tokenizer::TextChunks;
 use infiniscope::weights::StoredDtype;
 use infiniscope::{Error, MemoryMode, Model, RunOptions, UpdateRule};
@@ -82,6 +82,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read one long text once at constant memory: tokens/s and the process's
+    /// memory at each mark (for the length-scaling benchmark).
+    Long {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        text: PathBuf,
+        /// Token counts at which to report; the run stops at the last.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "4096,16384,65536,262144,1048576"
+        )]
+        marks: Vec<usize>,
+    },
     /// Continue a prompt.
     Generate {
         #[command(flatten)]
@@ -124,6 +139,9 @@ enum Command {
         /// Run on the CPU reference instead of a GPU adapter.
         #[arg(long)]
         cpu: bool,
+        /// Also write the figures as CSV (tokens, infini tokens/s, full tokens/s).
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Passkey retrieval (the paper's §4.2): a key hidden at a depth of filler text,
     /// asked for at the end; per-digit accuracy of the model's argmax (each digit
@@ -176,6 +194,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             max_tokens,
             json,
         } => eval(&model, &text, max_tokens, json),
+        Command::Long { model, text, marks } => long(&model, &text, &marks),
         Command::Generate {
             model,
             prompt_file,
@@ -193,7 +212,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             text,
             lengths,
             cpu,
-        } => scaling(&model, &text, &lengths, cpu),
+            csv,
+        } => scaling(&model, &text, &lengths, cpu, csv.as_deref()),
         Command::Passkey {
             model,
             lengths,
@@ -281,27 +301,22 @@ fn eval(
     as_json: bool,
 ) -> Result<(), Error> {
     let (model, options) = load(args)?;
-    let c = &model.config;
+    let h = model.config.n_heads;
     let mut engine = engine(&model, options, args.cpu);
-    let file = open(path)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let progress = ProgressBar::new(size).with_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
-            .expect("a valid template"),
-    );
-    let limit = max_tokens.unwrap_or(usize::MAX);
     let taps = Taps {
         loss: true,
         memory_share: true,
         ..Taps::default()
     };
-    let (l, h) = (c.n_layers, c.n_heads);
-    let mut share_sum = vec![0.0f64; l * h];
+    let mut share_sum = vec![0.0f64; model.config.n_layers * h];
     let mut results = Vec::new();
-    let mut n_tokens = 0usize;
-    // Segments run a chunk at a time (one GPU submission each).
-    let mut run = |segments: &[Segment], engine: &mut Engine| -> Result<(), Error> {
-        for (segment, out) in segments.iter().zip(engine.segments(segments, taps)?) {
+    let n_tokens = read_through(
+        &model,
+        &mut engine,
+        path,
+        max_tokens.unwrap_or(usize::MAX),
+        taps,
+        |segment, out, _| {
             let share = out.memory_share.as_ref().expect("share tapped");
             for (i, s) in share.iter().enumerate() {
                 // share is [layer][t][head]
@@ -314,13 +329,47 @@ fn eval(
                 targets: segment.targets.len(),
                 loss: out.mean_loss(),
             });
+        },
+    )?;
+    report(
+        &model, &options, &engine, path, n_tokens, &results, &share_sum, as_json,
+    );
+    Ok(())
+}
+
+/// Streams a text file through the engine, a chunk of segments per run, at most
+/// `limit` tokens; `each` sees every segment and its output in order, and the
+/// seconds spent in the engine so far (tokenizing not counted). Returns the tokens
+/// read (at least two, else an error).
+fn read_through(
+    model: &Model,
+    engine: &mut Engine,
+    path: &Path,
+    limit: usize,
+    taps: Taps,
+    mut each: impl FnMut(&Segment, &SegmentOutput, f64),
+) -> Result<usize, Error> {
+    let file = open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+            .expect("a valid template"),
+    );
+    let mut in_engine = 0.0;
+    let mut run = |segments: &[Segment], engine: &mut Engine| -> Result<(), Error> {
+        let start = Instant::now();
+        let outputs = engine.segments(segments, taps)?;
+        in_engine += start.elapsed().as_secs_f64();
+        for (segment, out) in segments.iter().zip(outputs) {
+            each(segment, &out, in_engine);
         }
         Ok(())
     };
     let per_run = engine.chunk();
     let mut pending = Vec::with_capacity(per_run);
-    let mut segmenter = Segmenter::new(c.segment_len);
+    let mut segmenter = Segmenter::new(model.config.segment_len);
     let mut chunks = TextChunks::new(BufReader::new(file), CHUNK_BYTES);
+    let mut n_tokens = 0usize;
     while n_tokens < limit {
         let Some(chunk) = chunks.next().transpose()? else {
             break;
@@ -332,7 +381,7 @@ fn eval(
             progress.set_message(format!("segment {}", segment.index));
             pending.push(segment);
             if pending.len() == per_run {
-                run(&pending, &mut engine)?;
+                run(&pending, engine)?;
                 pending.clear();
             }
         }
@@ -346,14 +395,93 @@ fn eval(
             format!("{} is a single token: evaluating needs at least two (a token and the one it predicts)", path.display())
         }));
     }
-    run(&pending, &mut engine)?;
+    run(&pending, engine)?;
     if let Some(segment) = segmenter.finish() {
-        run(&[segment], &mut engine)?;
+        run(&[segment], engine)?;
     }
     progress.finish_and_clear();
-    report(
-        &model, &options, &engine, path, n_tokens, &results, &share_sum, as_json,
+    Ok(n_tokens)
+}
+
+/// Memory of this process in bytes, (now, peak), from /proc (Linux only).
+fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// One long text read once, a row at each mark: tokens/s so far and since the
+/// last mark (time in the engine; tokenizing the text in 1 MB pieces is not
+/// counted), the process's memory now and at its peak, the mean loss so far.
+fn long(args: &ModelArgs, path: &Path, marks: &[usize]) -> Result<(), Error> {
+    let (model, options) = load(args)?;
+    let mut engine = engine(&model, options, args.cpu);
+    let mut marks = marks.to_vec();
+    marks.sort_unstable();
+    let limit = marks.last().copied().unwrap_or(0);
+    println!("model: {}", describe(&model, &options));
+    println!("engine: {}", engine.describe());
+    println!("text: {}", path.display());
+    println!(
+        "{:>9} {:>9} {:>13} {:>19} {:>10} {:>10} {:>9} {:>10}",
+        "tokens",
+        "seconds",
+        "tokens/s",
+        "tokens/s since last",
+        "RSS MB",
+        "peak MB",
+        "mean loss",
+        "non-finite"
     );
+    let taps = Taps {
+        loss: true,
+        ..Taps::default()
+    };
+    let (mut tokens, mut loss, mut scored, mut bad) = (0usize, 0.0f64, 0usize, 0usize);
+    let (mut last_tokens, mut last_seconds, mut next) = (0usize, 0.0f64, 0usize);
+    let read = read_through(
+        &model,
+        &mut engine,
+        path,
+        limit,
+        taps,
+        |segment, out, seconds| {
+            tokens += segment.tokens.len();
+            match out.mean_loss() {
+                Some(l) if l.is_finite() => {
+                    loss += l as f64 * segment.targets.len() as f64;
+                    scored += segment.targets.len();
+                }
+                Some(_) => bad += 1,
+                None => {}
+            }
+            while next < marks.len() && tokens >= marks[next] {
+                let (now, peak) = rss().unwrap_or((0, 0));
+                println!(
+                "{tokens:>9} {seconds:>9.1} {:>13.1} {:>19.1} {:>10.1} {:>10.1} {:>9.4} {bad:>10}",
+                tokens as f64 / seconds,
+                (tokens - last_tokens) as f64 / (seconds - last_seconds),
+                now as f64 / 1e6,
+                peak as f64 / 1e6,
+                loss / scored.max(1) as f64,
+            );
+                (last_tokens, last_seconds) = (tokens, seconds);
+                next += 1;
+            }
+        },
+    )?;
+    if read < limit {
+        println!("the text ended after {read} tokens, before the last mark ({limit})");
+    }
     Ok(())
 }
 
@@ -611,7 +739,14 @@ fn time_reading(engine: &mut Engine, tokens: &[u32], segment_len: usize) -> Resu
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn scaling(model_dir: &Path, path: &Path, lengths: &[usize], cpu: bool) -> Result<(), Error> {
+fn scaling(
+    model_dir: &Path,
+    path: &Path,
+    lengths: &[usize],
+    cpu: bool,
+    csv: Option<&Path>,
+) -> Result<(), Error> {
+    let mut rows = String::from("tokens,infini_tokens_per_s,full_tokens_per_s\n");
     let model = Arc::new(Model::load(model_dir)?);
     let options = RunOptions::for_config(&model.config);
     let longest = lengths.iter().copied().max().unwrap_or(0);
@@ -648,15 +783,24 @@ fn scaling(model_dir: &Path, path: &Path, lengths: &[usize], cpu: bool) -> Resul
         };
         let n = text.len() as f64;
         match full {
-            Ok(full) => println!(
-                "{:>8} {:>22.1} {:>22.1} {:>10.2}",
-                text.len(),
-                n / infini,
-                n / full,
-                full / infini
-            ),
+            Ok(full) => {
+                println!(
+                    "{:>8} {:>22.1} {:>22.1} {:>10.2}",
+                    text.len(),
+                    n / infini,
+                    n / full,
+                    full / infini
+                );
+                rows += &format!("{},{},{}\n", text.len(), n / infini, n / full);
+            }
             Err(e) => println!("{:>8} {:>22.1} {:>22} {e}", text.len(), n / infini, "—"),
         }
+    }
+    if let Some(path) = csv {
+        std::fs::write(path, rows).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -731,7 +875,65 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
         rates[1] / rates[0],
         rates[1] / rates[2]
     );
+    let cpu_rate = rates[2] * model.config.flops_per_token() as f64;
+    match cpu_peak() {
+        Some((peak, threads)) => println!(
+            "CPU f32 FMA peak {:.1} GFLOP/s ({threads} threads of 256-bit FMA chains, measured now); the CPU reference (one thread) {:.2} GFLOP/s = {:.1}% of it ({:.1}% of one thread's)",
+            peak / 1e9,
+            cpu_rate / 1e9,
+            100.0 * cpu_rate / peak,
+            100.0 * cpu_rate * threads as f64 / peak
+        ),
+        None => println!(
+            "the CPU reference {:.2} GFLOP/s (no AVX2/FMA here to measure a peak with)",
+            cpu_rate / 1e9
+        ),
+    }
     profile(&model, options, chunk, rates[1])
+}
+
+/// This machine's f32 FMA peak in FLOP/s and the threads it took: every hardware
+/// thread runs independent chains of 256-bit FMAs, enough to hide their latency.
+fn cpu_peak() -> Option<(f64, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        const STEPS: usize = 100_000_000;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                scope.spawn(|| std::hint::black_box(unsafe { fma_chains(STEPS) }));
+            }
+        });
+        let flops = (threads * STEPS * FMA_CHAINS * 8 * 2) as f64;
+        return Some((flops / start.elapsed().as_secs_f64(), threads));
+    }
+    None
+}
+
+/// Independent FMA chains per thread: at least latency × FMA ports (5 × 2 on Zen).
+#[cfg(target_arch = "x86_64")]
+const FMA_CHAINS: usize = 12;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains(steps: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); FMA_CHAINS];
+    for _ in 0..steps {
+        for x in &mut acc {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    let sum = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, x| _mm256_add_ps(s, *x));
+    // SAFETY: lanes holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+    lanes.iter().sum()
 }
 
 /// Where a chunk's time goes on the GPU, op by op, and the FLOP rates of the

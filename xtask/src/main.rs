@@ -1,4 +1,5 @@
-//! `cargo xtask demo` and `cargo xtask test`: the README's two commands. Each first
+//! `cargo xtask demo` and `cargo xtask test`: the README's two commands (and
+//! `cargo xtask bench`, the benchmarks of BENCHMARKS.md in one run). Each first
 //! installs what is missing on a fresh Debian machine (lavapipe, the wasm target,
 //! wasm-bindgen, Trunk, the npm packages, Chromium), and skips what is already
 //! there, so reruns are fast.
@@ -11,8 +12,9 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "demo" => demo(),
         "test" => test(),
+        "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test>\n  demo  build the web page and serve it on http://127.0.0.1:8080\n  test  install what the tests need, then run them all");
+            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md (about 100 minutes on 2 cores), output in target/bench/");
             return ExitCode::from(2);
         }
     };
@@ -176,4 +178,182 @@ fn test() -> Result<(), String> {
     // The page, built as `cargo xtask demo` serves it, in headless Chromium.
     trunk("build")?;
     run_in(BROWSER_TESTS, "npm", &["test"])
+}
+
+/// Bytes of training text the long-text benchmarks read (≈ 1.45M tokens).
+const LONG_TEXT_BYTES: usize = 5_200_000;
+
+/// The first LONG_TEXT_BYTES of the training corpus, documents in name order.
+fn long_text(path: &Path) -> Result<(), String> {
+    let corpus = root().join("data/corpus/train");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .map_err(|e| {
+            format!(
+                "{}: {e} (run `python3 tools/corpus.py` first)",
+                corpus.display()
+            )
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let mut text = String::new();
+    for file in files {
+        text += &std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if text.len() >= LONG_TEXT_BYTES {
+            break;
+        }
+    }
+    let mut end = LONG_TEXT_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::fs::write(path, &text[..end]).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs one benchmark step, echoing its output and appending the command and its
+/// output to the report.
+fn record(report: &mut String, dir: &str, program: &str, args: &[&str]) -> Result<(), String> {
+    let line = format!("$ {program} {}", args.join(" "));
+    eprintln!("{line}");
+    let start = std::time::Instant::now();
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(root().join(dir))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    *report += &format!(
+        "```\n{line}\n{stdout}```\n({:.0} s, {})\n\n",
+        start.elapsed().as_secs_f64(),
+        output.status
+    );
+    std::fs::write(root().join("target/bench/run.md"), report.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{line} failed ({})", output.status))
+    }
+}
+
+/// Every benchmark of BENCHMARKS.md, one after the other on this machine: the
+/// commands and their output go to target/bench/run.md, the scaling plot to
+/// docs/scaling.png. A step that fails is reported and the others still run.
+fn bench() -> Result<(), String> {
+    ensure_lavapipe()?;
+    ensure_web_tools()?;
+    ensure_chromium()?;
+    ensure_runtime_dir();
+    run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
+    std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
+    let text = root().join("target/bench/long.txt");
+    long_text(&text)?;
+    let text = text.display().to_string();
+    let cli = root()
+        .join("target/release/infiniscope")
+        .display()
+        .to_string();
+    let marks = "4096,16384,65536,262144,1048576";
+    let (cpu_csv, gpu_csv) = (
+        "target/bench/scaling-cpu.csv",
+        "target/bench/scaling-gpu.csv",
+    );
+    let (cpu_series, gpu_series) = (
+        format!("CPU reference={cpu_csv}"),
+        format!("GPU engine, lavapipe={gpu_csv}"),
+    );
+    let mut report = String::from("# cargo xtask bench\n\n");
+    let steps: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("uname", ".", vec!["-a"]),
+        (
+            "sh",
+            ".",
+            vec![
+                "-c",
+                "date -u; lscpu | grep -E 'Model name|^CPU\\(s\\)'; free -g | head -2",
+            ],
+        ),
+        // 1. length scaling at constant memory
+        (&cli, ".", vec!["long", "--text", &text, "--marks", marks]),
+        (
+            &cli,
+            ".",
+            vec!["long", "--cpu", "--text", &text, "--marks", marks],
+        ),
+        // 2. against full attention
+        (
+            &cli,
+            ".",
+            vec![
+                "scaling",
+                "--cpu",
+                "--text",
+                &text,
+                "--lengths",
+                "64,128,256,512,1024,2048,4096,8192,16384",
+                "--csv",
+                cpu_csv,
+            ],
+        ),
+        (
+            &cli,
+            ".",
+            vec![
+                "scaling",
+                "--text",
+                &text,
+                "--lengths",
+                "256,512,1024,2048,4096",
+                "--csv",
+                gpu_csv,
+            ],
+        ),
+        (
+            "python3",
+            ".",
+            vec![
+                "tools/plot_scaling.py",
+                "docs/scaling.png",
+                &cpu_series,
+                &gpu_series,
+            ],
+        ),
+        // 3. and 4. FLOP rates, time per op, dispatches and submissions
+        (
+            &cli,
+            ".",
+            vec!["bench", "--text", &text, "--tokens", "2048"],
+        ),
+        // 5. the page in headless Chromium
+        ("trunk", ".", vec!["build", "--skip-version-check"]),
+        ("node", BROWSER_TESTS, vec!["bench.mjs", "512"]),
+        // 6. passkey at 256K and 1M tokens
+        (
+            &cli,
+            ".",
+            vec![
+                "passkey",
+                "--cpu",
+                "--lengths",
+                "262144,1048576",
+                "--depths",
+                "0,0.5,1",
+                "--trials",
+                "1",
+            ],
+        ),
+    ];
+    let failed: Vec<String> = steps
+        .iter()
+        .filter_map(|(program, dir, args)| record(&mut report, dir, program, args).err())
+        .collect();
+    eprintln!("report: target/bench/run.md");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
 }
