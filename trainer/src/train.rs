@@ -26,6 +26,14 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
     };
     match preset {
         "tiny" => Ok(base),
+        // 4 heads per layer (4.46M parameters): more heads that may specialize, in the
+        // 2–8M the project aims for; about a third of tiny's speed on a CPU.
+        "small" => Ok(Config {
+            d_model: 256,
+            n_heads: 4,
+            mlp_hidden: 768,
+            ..base
+        }),
         "smoke" => Ok(Config {
             vocab_size: 512,
             d_model: 32,
