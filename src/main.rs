@@ -424,6 +424,7 @@ fn rss() -> Option<(u64, u64)> {
 /// counted), the process's memory now and at its peak, the mean loss so far.
 fn long(args: &ModelArgs, path: &Path, marks: &[usize]) -> Result<(), Error> {
     let (model, options) = load(args)?;
+    open(path)?; // a missing text fails before the table starts
     let mut engine = engine(&model, options, args.cpu);
     let mut marks = marks.to_vec();
     marks.sort_unstable();

@@ -177,6 +177,33 @@ fn max_tokens_stops_early_and_counts_exactly() {
     assert_eq!(tokens, 100);
 }
 
+/// `long` reports a row per mark, and its mean loss at a mark is eval's over the same
+/// tokens (the two share one reading loop; `long` keeps only running sums).
+#[test]
+fn long_reports_each_mark_with_evals_loss() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt");
+    let out = succeeded(run(&[
+        "long", "--cpu", "--text", sample, "--marks", "256,96",
+    ]));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.len() == 8 && cells[0].parse::<usize>().is_ok())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    // Marks are reported in order, at the first segment end at or past each.
+    assert_eq!((rows[0][0], rows[1][0]), ("96", "256"), "{stdout}");
+    assert_eq!(rows[1][7], "0", "no non-finite losses");
+    let eval = eval_json(Path::new(sample), &["--cpu", "--max-tokens", "256"]);
+    let long_loss: f64 = rows[1][6].parse().unwrap();
+    let eval_loss = eval["loss"].as_f64().unwrap();
+    assert!(
+        (long_loss - eval_loss).abs() < 1e-3,
+        "long {long_loss} vs eval {eval_loss}"
+    );
+}
+
 #[test]
 fn the_default_model_is_trained() {
     let text = short_text();
