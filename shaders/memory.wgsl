@@ -52,9 +52,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     for (var s = 0u; s < p.segments; s++) {
         let has_memory = p.written + s > 0u;
         let start = (p.first + s) * p.n;
+        let last = start + p.n - 1u;
         // Reads, four tokens at a time (the last block repeats the last token).
         for (var t0 = 0u; t0 < p.n; t0 += 4u) {
-            let last = start + p.n - 1u;
             let rows = vec4(
                 min(start + t0, last),
                 min(start + t0 + 1u, last),
@@ -89,13 +89,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
         if ((p.flags & COMMIT) != 0u) {
             // Write: rows i of M (and z), eight at a time (clamped where head_dim is
             // not a multiple of 8; the repeats are not stored).
+            let im = d - 1u;
             for (var i0 = 0u; i0 < d; i0 += 8u) {
                 var lo = vec4(0.0);
                 var hi = vec4(0.0);
                 var z_lo = vec4(0.0);
                 var z_hi = vec4(0.0);
-                let im = d - 1u;
-                for (var t = start; t < start + p.n; t++) {
+                for (var t = start; t <= last; t++) {
                     let row = t * dm + h * d;
                     let u = surprise[row + j];
                     let k_lo = vec4(sk[row + min(i0, im)], sk[row + min(i0 + 1u, im)], sk[row + min(i0 + 2u, im)], sk[row + min(i0 + 3u, im)]);

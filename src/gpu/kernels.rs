@@ -292,14 +292,14 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
     [x, total.div_ceil(x), 1]
 }
 
-/// Workgroups of the matmul kernel: each covers a 32×32 block of the output.
-fn blocks(m: usize, n: usize) -> [u32; 3] {
-    [u(n).div_ceil(32), u(m).div_ceil(32), 1]
-}
-
-/// Workgroups of the vec4 matmul kernel: each covers 128 columns × 8 rows.
-fn blocks_vec4(m: usize, n: usize) -> [u32; 3] {
-    [u(n).div_ceil(128), u(m).div_ceil(8), 1]
+/// Workgroups of a matmul kernel: each covers a 32×32 block of the output, or
+/// 128 columns × 8 rows with the vec4 kernel.
+fn blocks(m: usize, n: usize, vec4: bool) -> [u32; 3] {
+    if vec4 {
+        [u(n).div_ceil(128), u(m).div_ceil(8), 1]
+    } else {
+        [u(n).div_ceil(32), u(m).div_ceil(32), 1]
+    }
 }
 
 /// Loop iterations of one memory-kernel invocation per segment of n tokens, counted
@@ -481,11 +481,7 @@ impl<'a> Recorder<'a> {
         } else {
             Op::Matmul
         };
-        let groups = if op == Op::MatmulVec4 {
-            blocks_vec4(m, n)
-        } else {
-            blocks(m, n)
-        };
+        let groups = blocks(m, n, op == Op::MatmulVec4);
         self.dispatch(op, params, &[a, b, c], groups);
     }
 
@@ -504,11 +500,7 @@ impl<'a> Recorder<'a> {
         } else {
             Op::MatmulBt
         };
-        let groups = if op == Op::MatmulBtVec4 {
-            blocks_vec4(m, n)
-        } else {
-            blocks(m, n)
-        };
+        let groups = blocks(m, n, op == Op::MatmulBtVec4);
         self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], groups);
     }
 
