@@ -8,6 +8,11 @@ use crate::reference::Reference;
 use crate::taps::{LayerMemory, RunOptions, Segment, SegmentOutput, Taps};
 use crate::{Error, Model};
 
+/// Segments the CPU reference takes at once: enough rows for its products to run
+/// near the CPU's peak natively; in the browser, where it blocks the page's only
+/// thread, a fraction of a second's work.
+pub const CPU_CHUNK: usize = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
+
 pub enum Engine {
     Cpu(Reference),
     // Boxed: its buffers make it far larger than the CPU variant.
@@ -68,32 +73,23 @@ impl Engine {
         matches!(self, Self::Gpu(_))
     }
 
-    /// Consecutive segments at once: one chunk on the GPU (see
-    /// [`GpuEngine::segments_async`]; M and z only after the last), one by one on the CPU.
+    /// Consecutive segments at once (see [`GpuEngine::segments_async`] and
+    /// [`Reference::segments`]); M and z only after the last.
     pub async fn segments_async(
         &mut self,
         segments: &[Segment],
         taps: Taps,
     ) -> Result<Vec<SegmentOutput>, Error> {
         match self {
-            Self::Cpu(engine) => {
-                let mut outputs: Vec<SegmentOutput> = segments
-                    .iter()
-                    .map(|s| engine.segment(s, taps))
-                    .collect::<Result<_, _>>()?;
-                // As on the GPU: the memory after the last segment only.
-                let last = outputs.len().saturating_sub(1);
-                outputs[..last].iter_mut().for_each(|o| o.memory = None);
-                Ok(outputs)
-            }
+            Self::Cpu(engine) => engine.segments(segments, taps),
             Self::Gpu(engine) => engine.segments_async(segments, taps).await,
         }
     }
 
-    /// Segments one call should take: a GPU chunk, or 1 on the CPU.
+    /// Segments one call should take: a GPU chunk, or [`CPU_CHUNK`].
     pub fn chunk(&self) -> usize {
         match self {
-            Self::Cpu(_) => 1,
+            Self::Cpu(_) => CPU_CHUNK,
             Self::Gpu(engine) => engine.chunk(),
         }
     }

@@ -76,6 +76,22 @@ impl LayerMemory {
             z: vec![0.0; heads * head_dim],
         }
     }
+
+    /// Head `h`'s M and z (a copy), as the memory of a layer with one head.
+    pub fn head(&self, h: usize, head_dim: usize) -> Self {
+        let d = head_dim;
+        Self {
+            m: self.m[h * d * d..(h + 1) * d * d].to_vec(),
+            z: self.z[h * d..(h + 1) * d].to_vec(),
+        }
+    }
+
+    /// Puts back one head's memory taken with [`Self::head`].
+    pub fn set_head(&mut self, h: usize, head: &Self) {
+        let (dd, d) = (head.m.len(), head.z.len());
+        self.m[h * dd..(h + 1) * dd].copy_from_slice(&head.m);
+        self.z[h * d..(h + 1) * d].copy_from_slice(&head.z);
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -207,3 +207,68 @@ fn no_nan_or_inf_after_ten_thousand_segments() {
         }
     }
 }
+
+#[test]
+fn chunks_of_segments_equal_one_segment_at_a_time() {
+    for rule in [UpdateRule::Linear, UpdateRule::Delta] {
+        let model = model(odd_config(rule), 26);
+        let c = &model.config;
+        let tokens = random_tokens(9 * c.segment_len + 5, c.vocab_size, 27);
+        let mut segments = segments_of(&tokens, c.segment_len);
+        // A peek at the end: evaluated, not written into memory.
+        let mut peek = segments[3].clone();
+        peek.index = segments.len();
+        peek.commit = false;
+        segments.push(peek);
+        let options = RunOptions::for_config(c);
+        let one_by_one = run_all(&model, options, &tokens);
+        let mut single = Reference::new(Arc::clone(&model), options);
+        for segment in &segments[..segments.len() - 1] {
+            single.segment(segment, Taps::default()).unwrap();
+        }
+        let peeked = single.segment(segments.last().unwrap(), Taps::ALL).unwrap();
+
+        let mut chunked = Reference::new(Arc::clone(&model), options);
+        let mut outputs = Vec::new();
+        let mut rest = &segments[..];
+        for size in [4, 1, 3, 3] {
+            let (chunk, tail) = rest.split_at(size);
+            let out = chunked.segments(chunk, Taps::ALL).unwrap();
+            assert!(out[..size - 1].iter().all(|o| o.memory.is_none()));
+            assert_eq!(
+                out[size - 1].memory.as_ref(),
+                Some(&chunked.memory().to_vec())
+            );
+            outputs.extend(out);
+            rest = tail;
+        }
+        assert!(rest.is_empty());
+        assert_eq!(outputs.len(), one_by_one.len() + 1);
+        for (i, (got, want)) in outputs
+            .iter()
+            .zip(one_by_one.iter().chain([&peeked]))
+            .enumerate()
+        {
+            let what = format!("{rule:?} segment {i}");
+            for (name, got, want) in [
+                ("logits", &got.logits, &want.logits),
+                ("loss", &got.loss, &want.loss),
+                ("memory share", &got.memory_share, &want.memory_share),
+            ] {
+                let error = common::relative_error(got.as_ref().unwrap(), want.as_ref().unwrap());
+                assert!(error < 1e-5, "{what}: {name} differs by {error}");
+            }
+        }
+        // The peek left the memory as the last committed segment did.
+        for (got, want) in chunked.memory().iter().zip(single.memory()) {
+            assert!(
+                common::relative_error(&got.m, &want.m) < 1e-5,
+                "{rule:?}: M"
+            );
+            assert!(
+                common::relative_error(&got.z, &want.z) < 1e-5,
+                "{rule:?}: z"
+            );
+        }
+    }
+}
