@@ -293,10 +293,10 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
 }
 
 /// Workgroups of a matmul kernel: each covers a 32×32 block of the output, or
-/// 128 columns × 8 rows with the vec4 kernel.
+/// 128 columns × 32 rows with the vec4 kernel.
 fn blocks(m: usize, n: usize, vec4: bool) -> [u32; 3] {
     if vec4 {
-        [u(n).div_ceil(128), u(m).div_ceil(8), 1]
+        [u(n).div_ceil(128), u(m).div_ceil(32), 1]
     } else {
         [u(n).div_ceil(32), u(m).div_ceil(32), 1]
     }
