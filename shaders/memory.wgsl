@@ -6,11 +6,13 @@
 //   R     = σ(K) M / (σ(K) z)         (delta rule only; 0 without memory)
 // then, if the chunk is committed, the write
 //   M += σ(K)ᵀ (V − R),   z += Σ_t σ(K_t).
-// One workgroup per head walks the chunk, one invocation per column j of M: every
-// read and write of M[·][j], A_mem[·][j] and (V − R)[·][j] is that invocation's
-// own, so the walk needs no barriers. The loops run over tokens and rows i that are
-// the same for every invocation, so loads of σ(Q), σ(K) and z are uniform; a
-// software adapter (lavapipe) turns those into one load instead of a gather per lane.
+// One workgroup of 64 invocations per head walks the chunk. Both halves are small
+// matrix products, tiled so that each load feeds several FMAs (on a software adapter
+// such as lavapipe every load is a loop over the SIMD lanes; see matmul_vec4.wgsl):
+// in the reads an invocation takes 4 tokens × 8 columns of M (17 loads for 72 FMAs
+// per row i of M), in the write 8 rows × 8 columns of M (16 loads for 64 FMAs per
+// token). Barriers separate the reads of M from its write, and the write from the
+// next segment's reads.
 // A walk covers segments `first` .. `first + segments` of the chunk (the engine splits
 // long chunks: see Recorder::memory); `written` counts the text's segments before it.
 struct Params { n: u32, n_heads: u32, head_dim: u32, flags: u32, segments: u32, written: u32, first: u32 }
@@ -18,8 +20,6 @@ struct Params { n: u32, n_heads: u32, head_dim: u32, flags: u32, segments: u32, 
 const READ: u32 = 1u;
 const DELTA: u32 = 2u;
 const COMMIT: u32 = 4u;
-// head_dim ≤ MAX_HEAD_DIM (checked by the engine).
-const MAX_HEAD_DIM: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> sq: array<f32>;
@@ -31,6 +31,25 @@ const MAX_HEAD_DIM: u32 = 64u;
 // Scratch: V − R, what the write adds to M.
 @group(0) @binding(7) var<storage, read_write> surprise: array<f32>;
 
+// Elements first..first+3 of a buffer, each index clamped to `last`: tiles that
+// overhang head_dim compute repeats, which are not stored.
+fn m_four(first: u32, last: u32) -> vec4<f32> {
+    return vec4(m[min(first, last)], m[min(first + 1u, last)], m[min(first + 2u, last)], m[min(first + 3u, last)]);
+}
+
+fn sk_four(first: u32, last: u32) -> vec4<f32> {
+    return vec4(sk[min(first, last)], sk[min(first + 1u, last)], sk[min(first + 2u, last)], sk[min(first + 3u, last)]);
+}
+
+fn surprise_four(first: u32, last: u32) -> vec4<f32> {
+    return vec4(surprise[min(first, last)], surprise[min(first + 1u, last)], surprise[min(first + 2u, last)], surprise[min(first + 3u, last)]);
+}
+
+// x·y for four y at once: the outer product as a matrix whose column b is x · y[b].
+fn outer(x: vec4<f32>, y: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(x * y.x, x * y.y, x * y.z, x * y.w);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
     let h = wg.x;
@@ -38,87 +57,100 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     let dm = p.n_heads * d;
     let read = (p.flags & READ) != 0u;
     let delta = (p.flags & DELTA) != 0u;
-    // Invocations past head_dim repeat the last column and store nothing, so every
-    // invocation stays active and the uniform loads stay uniform.
-    let j = min(lid, d - 1u);
-    let owner = lid < d;
-    // z is needed whole by every invocation: each keeps its own (equal) copy.
-    var zl: array<f32, MAX_HEAD_DIM>;
-    for (var i = 0u; i < d; i++) {
-        zl[i] = z[h * d + i];
-    }
-    // Every copy is taken before any invocation writes z back at the end.
-    workgroupBarrier();
+    let m0 = h * d * d;
+    let z0 = h * d;
+    // This invocation's eight columns of M (in the reads and the write) and eight
+    // rows of M (in the write); its first token quad (in the reads).
+    let j0 = (lid % 8u) * 8u;
+    let i0 = (lid / 8u) * 8u;
     for (var s = 0u; s < p.segments; s++) {
         let has_memory = p.written + s > 0u;
         let start = (p.first + s) * p.n;
         let last = start + p.n - 1u;
-        // Reads, four tokens at a time (the last block repeats the last token).
-        for (var t0 = 0u; t0 < p.n; t0 += 4u) {
-            let rows = vec4(
-                min(start + t0, last),
-                min(start + t0 + 1u, last),
-                min(start + t0 + 2u, last),
-                min(start + t0 + 3u, last),
-            ) * dm + h * d;
-            var num_q = vec4(0.0);
+        for (var t0 = (lid / 8u) * 4u; t0 < p.n; t0 += 32u) {
+            // Column b of nq_lo: token t0 + b's numerators for columns j0..j0+3.
+            var nq_lo = mat4x4<f32>();
+            var nq_hi = mat4x4<f32>();
+            var nk_lo = mat4x4<f32>();
+            var nk_hi = mat4x4<f32>();
             var den_q = vec4(0.0);
-            var num_k = vec4(0.0);
             var den_k = vec4(0.0);
+            let rows = vec4(min(start + t0, last), min(start + t0 + 1u, last), min(start + t0 + 2u, last), min(start + t0 + 3u, last)) * dm + h * d;
             if (has_memory) {
                 for (var i = 0u; i < d; i++) {
-                    let mij = m[(h * d + i) * d + j];
+                    let row = m0 + i * d;
+                    let m_lo = m_four(row + j0, row + d - 1u);
+                    let m_hi = m_four(row + j0 + 4u, row + d - 1u);
                     let q = vec4(sq[rows.x + i], sq[rows.y + i], sq[rows.z + i], sq[rows.w + i]);
                     let k = vec4(sk[rows.x + i], sk[rows.y + i], sk[rows.z + i], sk[rows.w + i]);
-                    num_q += q * mij;
-                    den_q += q * zl[i];
-                    num_k += k * mij;
-                    den_k += k * zl[i];
+                    let zi = z[z0 + i];
+                    nq_lo += outer(m_lo, q);
+                    nq_hi += outer(m_hi, q);
+                    nk_lo += outer(m_lo, k);
+                    nk_hi += outer(m_hi, k);
+                    den_q += q * zi;
+                    den_k += k * zi;
                 }
             }
             let eps = vec4(MEMORY_EPS);
-            let a = select(vec4(0.0), num_q / max(den_q, eps), has_memory && read);
-            let r = select(vec4(0.0), num_k / max(den_k, eps), has_memory && delta);
+            let on_q = select(vec4(0.0), 1.0 / max(den_q, eps), has_memory && read);
+            let on_k = select(vec4(0.0), 1.0 / max(den_k, eps), has_memory && delta);
             for (var b = 0u; b < 4u; b++) {
-                if (owner && t0 + b < p.n) {
-                    a_mem[rows[b] + j] = a[b];
-                    surprise[rows[b] + j] = v[rows[b] + j] - r[b];
+                if (t0 + b < p.n) {
+                    for (var c = 0u; c < 4u; c++) {
+                        for (var hi = 0u; hi < 2u; hi++) {
+                            let j = j0 + 4u * hi + c;
+                            if (j < d) {
+                                let nq = select(nq_lo[b][c], nq_hi[b][c], hi == 1u);
+                                let nk = select(nk_lo[b][c], nk_hi[b][c], hi == 1u);
+                                a_mem[rows[b] + j] = nq * on_q[b];
+                                surprise[rows[b] + j] = v[rows[b] + j] - nk * on_k[b];
+                            }
+                        }
+                    }
                 }
             }
         }
+        // Every read of M (and every V − R) is done before the write changes M.
+        storageBarrier();
         if ((p.flags & COMMIT) != 0u) {
-            // Write: rows i of M (and z), eight at a time (clamped where head_dim is
-            // not a multiple of 8; the repeats are not stored).
-            let im = d - 1u;
-            for (var i0 = 0u; i0 < d; i0 += 8u) {
-                var lo = vec4(0.0);
-                var hi = vec4(0.0);
-                var z_lo = vec4(0.0);
-                var z_hi = vec4(0.0);
-                for (var t = start; t <= last; t++) {
-                    let row = t * dm + h * d;
-                    let u = surprise[row + j];
-                    let k_lo = vec4(sk[row + min(i0, im)], sk[row + min(i0 + 1u, im)], sk[row + min(i0 + 2u, im)], sk[row + min(i0 + 3u, im)]);
-                    let k_hi = vec4(sk[row + min(i0 + 4u, im)], sk[row + min(i0 + 5u, im)], sk[row + min(i0 + 6u, im)], sk[row + min(i0 + 7u, im)]);
-                    lo += u * k_lo;
-                    hi += u * k_hi;
-                    z_lo += k_lo;
-                    z_hi += k_hi;
-                }
-                for (var b = 0u; b < 4u; b++) {
-                    if (i0 + b < d) {
-                        zl[i0 + b] += z_lo[b];
-                        if (owner) { m[(h * d + i0 + b) * d + j] += lo[b]; }
-                    }
-                    if (i0 + 4u + b < d) {
-                        zl[i0 + 4u + b] += z_hi[b];
-                        if (owner) { m[(h * d + i0 + 4u + b) * d + j] += hi[b]; }
+            // Column c of w_ab: row i0 + 4a + c of M, its columns j0 + 4b ..= +3.
+            var w_00 = mat4x4<f32>();
+            var w_01 = mat4x4<f32>();
+            var w_10 = mat4x4<f32>();
+            var w_11 = mat4x4<f32>();
+            var z_lo = vec4(0.0);
+            var z_hi = vec4(0.0);
+            for (var t = start; t <= last; t++) {
+                let row = t * dm + h * d;
+                let k_lo = sk_four(row + i0, row + d - 1u);
+                let k_hi = sk_four(row + i0 + 4u, row + d - 1u);
+                let u_lo = surprise_four(row + j0, row + d - 1u);
+                let u_hi = surprise_four(row + j0 + 4u, row + d - 1u);
+                w_00 += outer(u_lo, k_lo);
+                w_01 += outer(u_hi, k_lo);
+                w_10 += outer(u_lo, k_hi);
+                w_11 += outer(u_hi, k_hi);
+                z_lo += k_lo;
+                z_hi += k_hi;
+            }
+            for (var c = 0u; c < 4u; c++) {
+                for (var a = 0u; a < 2u; a++) {
+                    let i = i0 + 4u * a + c;
+                    if (i < d) {
+                        let lo = select(w_00[c], w_10[c], a == 1u);
+                        let hi = select(w_01[c], w_11[c], a == 1u);
+                        for (var e = 0u; e < 4u; e++) {
+                            if (j0 + e < d) { m[m0 + i * d + j0 + e] += lo[e]; }
+                            if (j0 + 4u + e < d) { m[m0 + i * d + j0 + 4u + e] += hi[e]; }
+                        }
+                        // One invocation per row of M adds to z.
+                        if (j0 == 0u) { z[z0 + i] += select(z_lo[c], z_hi[c], a == 1u); }
                     }
                 }
             }
         }
-    }
-    if (owner) {
-        z[h * d + j] = zl[j];
+        // The write is done before the next segment reads M and z.
+        storageBarrier();
     }
 }

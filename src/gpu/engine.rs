@@ -26,8 +26,8 @@ struct LayerBuffers {
     w_down: wgpu::Buffer,
 }
 
-/// Largest head_dim the memory kernel takes: one invocation per column of M
-/// (`MAX_HEAD_DIM` in shaders/memory.wgsl).
+/// Largest head_dim the memory kernel takes: its 64 invocations tile M in 8 × 8
+/// blocks (shaders/memory.wgsl).
 const MAX_HEAD_DIM: usize = 64;
 
 /// A model's weights on a device (f32: f16 files are widened at load).

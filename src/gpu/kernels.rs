@@ -64,7 +64,9 @@ macro_rules! shader {
 }
 
 impl Op {
-    fn spec(self) -> Spec {
+    /// `simd`: see [`Kernels::new`].
+    fn spec(self, simd: bool) -> Spec {
+        let matmul_vec4 = if simd { "simd" } else { "main" };
         let spec = |source, entry, storage| Spec {
             source,
             entry,
@@ -79,10 +81,18 @@ impl Op {
                 constants: &[("TRANSPOSE_B", 1.0)],
                 ..spec(shader!("matmul"), "main", &[Read, Read, ReadWrite])
             },
-            Op::MatmulVec4 => spec(shader!("matmul_vec4"), "main", &[Read, Read, ReadWrite]),
+            Op::MatmulVec4 => spec(
+                shader!("matmul_vec4"),
+                matmul_vec4,
+                &[Read, Read, ReadWrite],
+            ),
             Op::MatmulBtVec4 => Spec {
                 constants: &[("TRANSPOSE_B", 1.0)],
-                ..spec(shader!("matmul_vec4"), "main", &[Read, Read, ReadWrite])
+                ..spec(
+                    shader!("matmul_vec4"),
+                    matmul_vec4,
+                    &[Read, Read, ReadWrite],
+                )
             },
             Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
             Op::AttentionScores => spec(
@@ -131,6 +141,7 @@ struct Pipeline {
 /// The compiled kernels of one device.
 pub struct Kernels {
     device: wgpu::Device,
+    simd: bool,
     pipelines: Mutex<HashMap<Op, Pipeline>>,
 }
 
@@ -141,10 +152,24 @@ const PARAMS_SIZE: u64 = 32;
 type Params = [u32; 8];
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// `simd`: the adapter runs invocations as the SIMD lanes of a CPU (a software
+    /// adapter such as lavapipe), where kernels tiled for loads rather than
+    /// registers are faster (shaders/matmul_vec4.wgsl says why).
+    pub fn new(device: &wgpu::Device, simd: bool) -> Self {
         Self {
             device: device.clone(),
+            simd,
             pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Workgroups of a matmul kernel: each covers a 32×32 block of the output, or
+    /// with the vec4 kernel 128 columns × 8 rows (16 rows on a SIMD adapter).
+    fn blocks(&self, m: usize, n: usize, vec4: bool) -> [u32; 3] {
+        match (vec4, self.simd) {
+            (false, _) => [u(n).div_ceil(32), u(m).div_ceil(32), 1],
+            (true, false) => [u(n).div_ceil(128), u(m).div_ceil(8), 1],
+            (true, true) => [u(n).div_ceil(128), u(m).div_ceil(16), 1],
         }
     }
 
@@ -154,7 +179,7 @@ impl Kernels {
     }
 
     fn compile(&self, op: Op) -> Pipeline {
-        let spec = op.spec();
+        let spec = op.spec(self.simd);
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -292,20 +317,12 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
     [x, total.div_ceil(x), 1]
 }
 
-/// Workgroups of a matmul kernel: each covers a 32×32 block of the output, or
-/// 128 columns × 32 rows with the vec4 kernel.
-fn blocks(m: usize, n: usize, vec4: bool) -> [u32; 3] {
-    if vec4 {
-        [u(n).div_ceil(128), u(m).div_ceil(32), 1]
-    } else {
-        [u(n).div_ceil(32), u(m).div_ceil(32), 1]
-    }
-}
-
 /// Loop iterations of one memory-kernel invocation per segment of n tokens, counted
-/// from shaders/memory.wgsl's loops (generously: constant loops count too).
+/// from shaders/memory.wgsl's loops (generously: constant loops count too): the
+/// reads' token quads, each a row loop and 52 iterations of stores; the write's
+/// token loop and 44 iterations of stores.
 fn walk_iterations(n: usize, head_dim: usize) -> usize {
-    1 + n.div_ceil(4) * (head_dim + 5) + head_dim.div_ceil(8) * (n + 10)
+    1 + n.div_ceil(32) * (head_dim + 53) + n + 45
 }
 
 /// Iterations one memory-kernel dispatch may spend on its segments: lavapipe's
@@ -371,7 +388,11 @@ impl<'a> Recorder<'a> {
         buffers: &[&'a wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
-        debug_assert_eq!(buffers.len(), op.spec().storage.len(), "{op:?} bindings");
+        debug_assert_eq!(
+            buffers.len(),
+            op.spec(self.kernels.simd).storage.len(),
+            "{op:?} bindings"
+        );
         self.params.extend_from_slice(bytemuck::cast_slice(&params));
         self.params.resize(
             self.dispatches.len() * PARAMS_STRIDE as usize + PARAMS_STRIDE as usize,
@@ -481,7 +502,7 @@ impl<'a> Recorder<'a> {
         } else {
             Op::Matmul
         };
-        let groups = blocks(m, n, op == Op::MatmulVec4);
+        let groups = self.kernels.blocks(m, n, op == Op::MatmulVec4);
         self.dispatch(op, params, &[a, b, c], groups);
     }
 
@@ -500,7 +521,7 @@ impl<'a> Recorder<'a> {
         } else {
             Op::MatmulBt
         };
-        let groups = blocks(m, n, op == Op::MatmulBtVec4);
+        let groups = self.kernels.blocks(m, n, op == Op::MatmulBtVec4);
         self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], groups);
     }
 

@@ -69,11 +69,12 @@ impl Gpu {
                 .unwrap()
                 .get_or_insert_with(|| format!("the GPU device was lost ({reason:?}): {message}"));
         });
-        let kernels = Kernels::new(&device);
+        let adapter = adapter.get_info();
+        let kernels = Kernels::new(&device, adapter.device_type == wgpu::DeviceType::Cpu);
         Ok(Self {
             device,
             queue,
-            adapter: adapter.get_info(),
+            adapter,
             kernels,
             failure,
         })
