@@ -339,8 +339,8 @@ impl Session {
         self.state.try_borrow().map_or(0, |s| s.queue.len())
     }
 
-    /// Runs the next segments, as many as the engine takes at once (a GPU chunk, up
-    /// to `most`; one on the CPU, so the page stays responsive); resolves to an array
+    /// Runs the next segments, as many as the engine takes at once (up to `most`; a
+    /// GPU chunk, or a few on the CPU, so the page stays responsive); resolves to an array
     /// of [`SegmentResult`]s, empty when none is ready. Only the last carries M and z.
     pub fn step(&self, most: usize) -> js_sys::Promise {
         let state = Rc::clone(&self.state);
