@@ -719,6 +719,15 @@ fn first_tokens(model: &Model, path: &Path, count: usize) -> Result<Vec<u32>, Er
     Ok(tokens)
 }
 
+/// A text's segments in runs an engine takes at once: `per_run` full segments at a
+/// time, then the last (perhaps shorter) segment on its own.
+fn runs(segments: &[Segment], per_run: usize) -> impl Iterator<Item = &[Segment]> {
+    let (full, last) = segments.split_at(segments.len().saturating_sub(1));
+    full.chunks(per_run)
+        .chain([last])
+        .filter(|run| !run.is_empty())
+}
+
 /// Seconds to read `tokens` with `engine`, a chunk at a time, after one untimed
 /// segment that compiles the GPU pipelines.
 fn time_reading(engine: &mut Engine, tokens: &[u32], segment_len: usize) -> Result<f64, Error> {
@@ -733,8 +742,7 @@ fn time_reading(engine: &mut Engine, tokens: &[u32], segment_len: usize) -> Resu
         ..Taps::default()
     };
     let start = Instant::now();
-    let (full, last) = segments.split_at(segments.len() - 1);
-    for run in full.chunks(engine.chunk()).chain([last]) {
+    for run in runs(&segments, engine.chunk()) {
         engine.segments(run, taps)?;
     }
     Ok(start.elapsed().as_secs_f64())
@@ -825,8 +833,7 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
     let mut rates = Vec::new();
     let gpu = Engine::gpu(Arc::clone(&model), options)?;
     let chunk = gpu.chunk();
-    let n = model.config.segment_len;
-    let runs = [
+    let engines = [
         ("one segment per submission", gpu, 1),
         ("chunked", Engine::gpu(Arc::clone(&model), options)?, chunk),
         (
@@ -835,15 +842,14 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
             CPU_CHUNK,
         ),
     ];
-    for (mode, mut engine, per_run) in runs {
+    for (mode, mut engine, per_run) in engines {
         // One untimed chunk compiles the GPU pipelines.
         engine.segments(&segments[..per_run.min(segments.len() - 1)], taps)?;
         engine.reset();
         let start = Instant::now();
         let mut loss = 0.0;
         let mut submissions = 0;
-        let (full, last) = segments.split_at(segments.len() - 1);
-        for run in full.chunks(per_run).chain([last]) {
+        for run in runs(&segments, per_run) {
             for (segment, out) in run.iter().zip(engine.segments(run, taps)?) {
                 loss += out.mean_loss().unwrap_or(0.0) * segment.targets.len() as f32;
             }
@@ -860,11 +866,9 @@ fn bench(model_dir: &Path, path: &Path, count: usize) -> Result<(), Error> {
         );
         if let Engine::Gpu(gpu) = &engine {
             let per_1k = 1000.0 / tokens.len() as f64;
-            let dispatches: usize = full
-                .chunks(per_run)
-                .map(|run| gpu.dispatches(n, run.len(), true))
-                .sum::<usize>()
-                + gpu.dispatches(last[0].tokens.len(), 1, true);
+            let dispatches: usize = runs(&segments, per_run)
+                .map(|run| gpu.dispatches(run[0].tokens.len(), run.len(), true))
+                .sum();
             println!(
                 "{:<70} {:.0} dispatches and {:.1} submissions per 1K tokens ({} segments per submission)",
                 "",
@@ -1019,14 +1023,12 @@ fn passkey(
                 )?;
                 engine.reset();
                 let mut argmax = Vec::with_capacity(length);
-                for segment in infiniscope::segment::segments(&hay.tokens, model.config.segment_len)
-                {
-                    argmax.extend(
-                        engine
-                            .segment(&segment, taps)?
-                            .argmax
-                            .expect("argmax tapped"),
-                    );
+                let segments =
+                    infiniscope::segment::segments(&hay.tokens, model.config.segment_len);
+                for run in runs(&segments, engine.chunk()) {
+                    for out in engine.segments(run, taps)? {
+                        argmax.extend(out.argmax.expect("argmax tapped"));
+                    }
                 }
                 let at = hay.answer_at();
                 let hits = (at..length)

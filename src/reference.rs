@@ -244,40 +244,52 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     columns
 }
 
-/// `[f(0), f(1), …, f(n − 1)]`, computed on every core natively (in contiguous runs);
-/// in order on the one thread of the web page.
-fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+/// Rows below which a call stays on one thread: starting threads costs tens of
+/// microseconds, and far more on a busy machine (a 16K-token passkey run of one
+/// segment per call took 131 s with threads beside two training runs, 10 s chunked).
+const THREADED_ROWS: usize = 128;
+
+/// `[f(0), f(1), …, f(n − 1)]`, computed on every core (in contiguous runs) when the
+/// call has `rows` ≥ [`THREADED_ROWS`], else in order.
+fn parallel_map<T: Send>(rows: usize, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = if rows >= THREADED_ROWS { cores() } else { 1 };
+    let per_thread = n.div_ceil(threads.min(n).max(1));
+    if per_thread >= n {
+        return (0..n).map(f).collect();
+    }
+    let f = &f;
+    let run = move |start: usize| {
+        (start..(start + per_thread).min(n))
+            .map(f)
+            .collect::<Vec<T>>()
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (per_thread..n)
+            .step_by(per_thread)
+            .map(|start| scope.spawn(move || run(start)))
+            .collect();
+        let mut all = run(0);
+        for other in others {
+            all.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+        }
+        all
+    })
+}
+
+/// Threads worth starting: this machine's cores natively; one in the browser, whose
+/// page has a single thread here.
+fn cores() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return 1;
     #[cfg(not(target_arch = "wasm32"))]
     {
         static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cores =
-            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
-        let per_thread = n.div_ceil(cores.min(n).max(1));
-        if per_thread < n {
-            let f = &f;
-            let run = move |start: usize| {
-                (start..(start + per_thread).min(n))
-                    .map(f)
-                    .collect::<Vec<T>>()
-            };
-            return std::thread::scope(|scope| {
-                let others: Vec<_> = (per_thread..n)
-                    .step_by(per_thread)
-                    .map(|start| scope.spawn(move || run(start)))
-                    .collect();
-                let mut all = run(0);
-                for other in others {
-                    all.extend(
-                        other
-                            .join()
-                            .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                    );
-                }
-                all
-            });
-        }
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
     }
-    (0..n).map(f).collect()
 }
 
 /// Writes a segment into memory. Linear: M += σ(K)ᵀV. Delta: M += σ(K)ᵀ(V − σ(K)M/(σ(K)z)),
@@ -544,7 +556,7 @@ impl Reference {
             let v = matmul(&xn, &layer.wv, rows, dm, dm);
             // Heads are independent from the projections to the gate: each walks the
             // segments in order with its own part of the memory, on a core of its own.
-            let heads = parallel_map(h, |head| {
+            let heads = parallel_map(rows, h, |head| {
                 let columns = |x: &[f32]| head_columns(x, head, h, d);
                 let (q, k, v) = (columns(&q), columns(&k), columns(&v));
                 let mut memory = mem.head(head, d);
@@ -612,7 +624,7 @@ impl Reference {
         );
         let logits_of =
             |span: &std::ops::Range<usize>| &logits[span.start * vocab..span.end * vocab];
-        let losses = parallel_map(segments.len(), |i| {
+        let losses = parallel_map(rows, segments.len(), |i| {
             cross_entropy(logits_of(&spans[i]), vocab, &segments[i].targets)
         });
         let last = segments.len().saturating_sub(1);
