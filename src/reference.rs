@@ -246,7 +246,8 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
 
 /// Rows below which a call stays on one thread: starting threads costs tens of
 /// microseconds, and far more on a busy machine (a 16K-token passkey run of one
-/// segment per call took 131 s with threads beside two training runs, 10 s chunked).
+/// segment per call, threaded, beside two training runs: 131 s of wall time for 7 s
+/// of CPU time, the threads waiting for cores).
 const THREADED_ROWS: usize = 128;
 
 /// `[f(0), f(1), …, f(n − 1)]`, computed on every core (in contiguous runs) when the
@@ -624,18 +625,21 @@ impl Reference {
         );
         let logits_of =
             |span: &std::ops::Range<usize>| &logits[span.start * vocab..span.end * vocab];
+        // The loss reads every logit (an exp per vocabulary entry): only when tapped.
         let losses = parallel_map(rows, segments.len(), |i| {
-            cross_entropy(logits_of(&spans[i]), vocab, &segments[i].targets)
+            taps.loss
+                .then(|| cross_entropy(logits_of(&spans[i]), vocab, &segments[i].targets))
         });
         let last = segments.len().saturating_sub(1);
         let outputs = spans.iter().zip(shares).zip(losses).enumerate();
         Ok(outputs
-            .map(|(i, ((span, share), (loss, argmax)))| {
+            .map(|(i, ((span, share), loss))| {
                 let logits = logits_of(span);
+                let (loss, argmax) = loss.unzip();
                 SegmentOutput {
                     n_tokens: span.len(),
-                    loss: taps.loss.then_some(loss),
-                    argmax: taps.loss.then_some(argmax),
+                    loss,
+                    argmax,
                     logits: taps.logits.then(|| logits.to_vec()),
                     memory: (taps.memory && i == last).then(|| self.memory.clone()),
                     memory_share: taps.memory_share.then_some(share),
