@@ -34,7 +34,8 @@ struct Args {
     /// Continue from the checkpoint instead of starting over.
     #[arg(long)]
     resume: bool,
-    /// Stop after this many minutes of wall time (a checkpoint is written first).
+    /// Stop after this many minutes of wall time (a checkpoint is written first);
+    /// with --resume, 0 re-exports the checkpoint without training.
     #[arg(long, default_value_t = 30.0)]
     minutes: f64,
     /// Tokens the learning-rate schedule spans (the run may be split over sessions).
@@ -63,6 +64,9 @@ struct Args {
     /// Minutes between checkpoints.
     #[arg(long, default_value_t = 5.0)]
     checkpoint_minutes: f64,
+    /// Export the weights rounded to f16: half the file the page downloads.
+    #[arg(long)]
+    f16: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -312,7 +316,12 @@ fn checkpoint(
         serde_json::to_string_pretty(progress).unwrap(),
     )
     .map_err(|e| e.to_string())?;
-    export(config, model, tokenizer, &args.out)?;
+    let dtype = if args.f16 {
+        StoredDtype::F16
+    } else {
+        StoredDtype::F32
+    };
+    export(config, model, tokenizer, dtype, &args.out)?;
     eprintln!(
         "checkpoint: step {} → {} and {}",
         progress.step,
@@ -327,6 +336,7 @@ fn export(
     config: &Config,
     model: &InfiniModel,
     tokenizer: &Tokenizer,
+    dtype: StoredDtype,
     out: &Path,
 ) -> Result<(), String> {
     let tokenizer =
@@ -336,9 +346,9 @@ fn export(
         config: config.clone(),
         weights: model.to_weights(),
         tokenizer,
-        stored_dtype: StoredDtype::F32,
+        stored_dtype: dtype,
     };
-    model.save(out, StoredDtype::F32).map_err(|e| e.to_string())
+    model.save(out, dtype).map_err(|e| e.to_string())
 }
 
 /// Steps logged after the last checkpoint were lost with the process that ran them;
