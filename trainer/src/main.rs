@@ -46,8 +46,8 @@ struct Args {
     memory_off: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Model size preset: "tiny" (the shipped model), "small" (4 heads per layer) or
-    /// "smoke" (a test config).
+    /// Model size preset: "tiny" (the shipped model), "micro" (2 heads per layer, the
+    /// first shipped model) or "smoke" (a test config).
     #[arg(long, default_value = "tiny")]
     preset: String,
     #[arg(long, default_value_t = 3e-3)]
