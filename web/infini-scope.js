@@ -91,8 +91,10 @@ const TEMPLATE = `
   .legend .bar { width: 120px; height: 10px; background: linear-gradient(to right, rgb(33,102,172), rgb(246,246,246), rgb(214,96,26)); }
   .heads { display: grid; gap: 6px; }
   figure { margin: 0; text-align: center; font-size: 11px; cursor: zoom-in; }
-  figure canvas { width: 96px; height: 96px; image-rendering: pixelated; display: block; margin: auto; border: 1px solid #ccc; }
-  figure canvas.z { height: 6px; margin-top: 2px; }
+  figure canvas { image-rendering: pixelated; display: block; margin: auto; border: 1px solid #ccc; }
+  /* Up to 96 px a heatmap, smaller when the model's heads do not fit the panel's width. */
+  .heads canvas { width: 100%; max-width: 96px; aspect-ratio: 1; box-sizing: border-box; }
+  .heads canvas.z { aspect-ratio: auto; height: 6px; margin-top: 2px; }
   dialog canvas { width: 384px; height: 384px; image-rendering: pixelated; }
   dialog canvas.z { height: 16px; }
   .text { max-height: 18em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12px/1.5 ui-monospace, monospace; }
@@ -276,7 +278,7 @@ export class InfiniScope extends HTMLElement {
     const select = this.#$("select.head");
     select.length = 1;
     const grid = this.#$(".heads");
-    grid.style.gridTemplateColumns = `repeat(${heads}, auto)`;
+    grid.style.gridTemplateColumns = `repeat(${heads}, minmax(0, 96px))`;
     grid.replaceChildren();
     for (let l = 0; l < layers; l++) {
       const row = table.insertRow();
