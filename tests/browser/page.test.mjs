@@ -86,6 +86,12 @@ test("the sample runs live: screenshot mid-run, pause, resume, cancel", async ()
   const root = "document.querySelector('#scope').shadowRoot";
   await page.waitForFunction(`${root}.querySelectorAll('table.losses tbody tr').length >= 6`, null, { timeout: 180_000 });
   await page.screenshot({ path: join(SHOTS, "page-mid-run.png"), fullPage: true });
+  // Every head's heatmap stays inside the memory panel, however many heads the model has.
+  const overflow = await page.evaluate(`(() => {
+    const panel = ${root}.querySelector('section[data-panel="memory"]').getBoundingClientRect();
+    return [...${root}.querySelectorAll(".heads figure")].filter((f) => f.getBoundingClientRect().right > panel.right).length;
+  })()`);
+  assert.equal(overflow, 0, `${overflow} memory heatmaps overflow their panel`);
   await page.click("infini-scope >> button.pause");
   const rows = `${root}.querySelectorAll('table.losses tbody tr').length`;
   const paused = await page.evaluate(rows);

@@ -28,7 +28,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
         // The shipped infini-tiny: 4 heads per layer, 4.46M parameters.
         "tiny" => Ok(base),
         // The first shipped model (1.38M parameters, until commit ebca22c): 2 heads per
-        // layer, about three times tiny's speed on a CPU, but layer 3's gates stayed at 0.5.
+        // layer, about twice tiny's training speed on a CPU, but layer 3's gates stayed at 0.5.
         "micro" => Ok(Config {
             d_model: 128,
             n_heads: 2,
