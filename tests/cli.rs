@@ -220,3 +220,51 @@ fn the_default_model_is_trained() {
         "the default model's loss {loss} is no better than guessing"
     );
 }
+
+const GOLDEN_TEXT: &str = "tests/fixtures/paradise-lost-12k.txt";
+
+/// Behaviour kept through refactors: `eval --json` of the shipped model on a fixed
+/// text (the first 12 KB of the sample) gives the numbers it gave when
+/// `tests/fixtures/eval-golden.json` was written (by the binary of commit 25b6c89),
+/// every number within 1e-6 (relative above 1).
+#[test]
+fn eval_matches_the_golden_numbers() {
+    let out = Command::new(BIN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["eval", "--cpu", "--json", "--model", "models/infini-tiny"])
+        .args(["--text", GOLDEN_TEXT])
+        .output()
+        .expect("the binary runs");
+    let got: serde_json::Value = serde_json::from_slice(&succeeded(out).stdout).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/eval-golden.json")).unwrap();
+    assert_same("", &got, &want);
+}
+
+#[track_caller]
+fn assert_same(at: &str, got: &serde_json::Value, want: &serde_json::Value) {
+    use serde_json::Value;
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{at}: {g} instead of {w}"
+            );
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{at}: length");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_same(&format!("{at}[{i}]"), g, w);
+            }
+        }
+        (Value::Object(g), Value::Object(w)) => {
+            let keys = |o: &serde_json::Map<String, Value>| o.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(g), keys(w), "{at}: keys");
+            for (key, w) in w {
+                assert_same(&format!("{at}.{key}"), &g[key], w);
+            }
+        }
+        _ => assert_eq!(got, want, "{at}"),
+    }
+}
