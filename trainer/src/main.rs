@@ -16,7 +16,7 @@ use infiniscope::tokenizer::Tokenizer;
 use infiniscope::weights::StoredDtype;
 use infiniscope::{Config, Model, UpdateRule};
 use trainer::data::{self, Corpus, Example};
-use trainer::model::{InfiniModel, Shape};
+use trainer::model::{InfiniModel, Order, Shape};
 use trainer::train::{self, learning_rate, optimizers, LENGTHS, TEXT_SEGMENTS, UNLOCK_ACCURACY};
 
 #[derive(Parser)]
@@ -34,6 +34,11 @@ struct Args {
     /// Continue from the checkpoint instead of starting over.
     #[arg(long)]
     resume: bool,
+    /// Start from the weights and tokenizer of a model folder (e.g. the shipped
+    /// models/infini-tiny) with fresh optimizer state, instead of random weights: how a
+    /// session without the checkpoints continues training.
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
     /// Stop after this many minutes of wall time (a checkpoint is written first);
     /// with --resume, 0 re-exports the checkpoint without training.
     #[arg(long, default_value_t = 30.0)]
@@ -67,6 +72,10 @@ struct Args {
     /// Export the weights rounded to f16: half the file the page downloads.
     #[arg(long)]
     f16: bool,
+    /// Read each sequence segment by segment through the whole stack (the engines'
+    /// order) instead of layer by layer: same result, slower; for speed comparisons.
+    #[arg(long)]
+    by_segment: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -89,12 +98,30 @@ fn main() {
 
 fn train(args: &Args) -> Result<(), String> {
     let rule = UpdateRule::Delta;
-    let config = train::config(&args.preset, rule)?;
-    let shape = Shape::of(&config, !args.memory_off);
+    let init = match &args.init {
+        Some(dir) => Some(Model::load(dir).map_err(|e| format!("{}: {e}", dir.display()))?),
+        None => None,
+    };
+    let config = match &init {
+        Some(model) => model.config.clone(),
+        None => train::config(&args.preset, rule)?,
+    };
+    let shape = Shape {
+        order: if args.by_segment {
+            Order::BySegment
+        } else {
+            Order::Layered
+        },
+        ..Shape::of(&config, !args.memory_off)
+    };
     let device = Device::flex().autodiff();
     std::fs::create_dir_all(&args.checkpoints).map_err(|e| e.to_string())?;
 
     let tokenizer_path = args.checkpoints.join("tokenizer.json");
+    if let Some(model) = &init {
+        let json = model.tokenizer.to_json().map_err(|e| e.to_string())?;
+        std::fs::write(&tokenizer_path, json).map_err(|e| e.to_string())?;
+    }
     let tokenizer = if tokenizer_path.exists() {
         Tokenizer::from_bytes(&std::fs::read(&tokenizer_path).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?
@@ -148,19 +175,19 @@ fn train(args: &Args) -> Result<(), String> {
         );
         (model, progress)
     } else {
+        let weights = match init {
+            Some(model) => model.weights,
+            None => train::initial_weights(&config, args.seed),
+        };
         (
-            InfiniModel::from_weights(
-                &config,
-                &train::initial_weights(&config, args.seed),
-                &device,
-            ),
+            InfiniModel::from_weights(&config, &weights, &device),
             Progress::default(),
         )
     };
     eprintln!(
         "model: {} parameters, {:?} rule, memory {}",
         config.n_params(),
-        rule,
+        config.update_rule,
         if shape.memory { "on" } else { "off" }
     );
 

@@ -43,6 +43,17 @@ pub struct Shape {
     pub rule: UpdateRule,
     /// False trains the control model: the memory read returns 0.
     pub memory: bool,
+    pub order: Order,
+}
+
+/// How a training sequence goes through the layers; both give the same logits and
+/// gradients (trainer/tests/smoke.rs), the first several times faster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Layer by layer, every segment at once; only M and z walk the segments.
+    Layered,
+    /// Segment by segment through the whole stack, as the engines read a text.
+    BySegment,
 }
 
 impl Shape {
@@ -55,6 +66,7 @@ impl Shape {
             rope_base: config.rope_base,
             rule: config.update_rule,
             memory,
+            order: Order::Layered,
         }
     }
 }
@@ -129,31 +141,64 @@ impl InfiniModel {
         self.layers.iter().map(|l| l.beta.id).collect()
     }
 
-    /// Logits `[batch, tokens, vocab]` for `tokens` `[batch, tokens]`, read segment by
-    /// segment with the memory carried (and differentiated) across segments.
+    /// Logits `[batch, tokens, vocab]` for `tokens` `[batch, tokens]`, read layer by
+    /// layer: within a layer everything but the memory walk is independent across
+    /// segments once the layer's input is known, so projections, local attention and
+    /// the MLP run over all segments of the batch at once, and only M and z are walked
+    /// in segment order (gradients flow through them across every segment).
+    /// `shape.order` = [`Order::BySegment`] reads the way the engines read a text
+    /// instead: one segment at a time through the whole stack, M and z carried between
+    /// calls (the definition the layered order is tested against).
     pub fn forward(&self, tokens: Tensor<2, Int>, shape: &Shape) -> Tensor<3> {
+        let mut memory: Vec<Option<Memory>> = (0..self.layers.len()).map(|_| None).collect();
+        if shape.order == Order::Layered {
+            return self.read(tokens, shape, &mut memory);
+        }
+        let length = tokens.dims()[1];
+        let logits = (0..length)
+            .step_by(shape.segment_len)
+            .map(|start| {
+                let len = shape.segment_len.min(length - start);
+                self.read(tokens.clone().narrow(1, start, len), shape, &mut memory)
+            })
+            .collect();
+        Tensor::cat(logits, 1)
+    }
+
+    /// Logits for `tokens` `[batch, tokens]` continuing from `memory` (one per layer,
+    /// None = empty), which is left holding M and z after the last segment.
+    fn read(
+        &self,
+        tokens: Tensor<2, Int>,
+        shape: &Shape,
+        memory: &mut [Option<Memory>],
+    ) -> Tensor<3> {
         let [batch, length] = tokens.dims();
         let device = tokens.device();
         let n = shape.segment_len;
+        let segments = length.div_ceil(n);
+        // A short last segment is padded at its end: causal attention keeps the padding
+        // out of every real position, and the memory it writes is never read.
+        let tokens = match segments * n - length {
+            0 => tokens,
+            pad => Tensor::cat(vec![tokens, Tensor::zeros([batch, pad], &device)], 1),
+        };
+        let d_model = self.embed.dims()[1];
         let rope = Rope::new(n, shape.head_dim, shape.rope_base, &device);
-        let mut memory: Vec<Option<Memory>> = (0..self.layers.len()).map(|_| None).collect();
-        let embed_t = self.embed.val().transpose().unsqueeze::<3>();
-        let mut logits = Vec::new();
-        for start in (0..length).step_by(n) {
-            let len = n.min(length - start);
-            let ids = tokens.clone().narrow(1, start, len).reshape([batch * len]);
-            let mut x = self
-                .embed
-                .val()
-                .select(0, ids)
-                .reshape([batch, len, self.embed.dims()[1]]);
-            for (layer, mem) in self.layers.iter().zip(&mut memory) {
-                x = layer.forward(x, mem, &rope, shape);
-            }
-            let x = rms_norm(x, &self.final_norm, shape.norm_eps);
-            logits.push(x.matmul(embed_t.clone()));
+        // Rows are segments: [batch·segments, N, d_model].
+        let mut x = self
+            .embed
+            .val()
+            .select(0, tokens.reshape([batch * segments * n]))
+            .reshape([batch * segments, n, d_model]);
+        for (layer, mem) in self.layers.iter().zip(memory.iter_mut()) {
+            x = layer.forward(x, batch, mem, &rope, shape);
         }
-        Tensor::cat(logits, 1)
+        let x = x
+            .reshape([batch, segments * n, d_model])
+            .narrow(1, 0, length);
+        let x = rms_norm(x, &self.final_norm, shape.norm_eps);
+        x.matmul(self.embed.val().transpose().unsqueeze::<3>())
     }
 }
 
@@ -169,7 +214,7 @@ pub fn weighted_nll(logits: Tensor<3>, targets: Tensor<2, Int>, weights: Tensor<
 
 /// M `[batch, head, d, d]` and z `[batch, head, d, 1]` of one layer.
 #[derive(Clone)]
-struct Memory {
+pub struct Memory {
     m: Tensor<4>,
     z: Tensor<4>,
 }
@@ -235,29 +280,163 @@ fn sigma(x: Tensor<4>) -> Tensor<4> {
     relu(x.clone()) + x.clamp_max(0.0).exp()
 }
 
-/// σ(q) M / (σ(q) z), the denominator clamped below by ε (DESIGN.md §1).
-fn read(sq: Tensor<4>, mem: &Memory) -> Tensor<4> {
+/// σ(q) M / (σ(q) z), the denominator clamped below by ε (docs/DESIGN.md §1); with
+/// M = 0 and z = 0 (nothing written yet) this is exactly 0.
+fn retrieve(sq: Tensor<4>, m: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
     let den = sq
         .clone()
-        .matmul(mem.z.clone())
+        .matmul(z)
         .clamp_min(infiniscope::reference::MEMORY_EPS);
-    sq.matmul(mem.m.clone()) / den
+    sq.matmul(m) / den
+}
+
+/// `[batch·segments, ...]` → `[batch, segments, rest]`, and back: the memory walk goes
+/// along the segment axis of each sequence.
+fn by_sequence(t: Tensor<4>, batch: usize) -> Tensor<3> {
+    let [rows, a, b, c] = t.dims();
+    t.reshape([batch, rows / batch, a * b * c])
+}
+
+fn by_segment(t: Tensor<3>, dims: [usize; 3]) -> Tensor<4> {
+    let [batch, segments, _] = t.dims();
+    t.reshape([batch * segments, dims[0], dims[1], dims[2]])
+}
+
+/// Sums of the segments before each one, starting from `first`: `[batch, S, n]` →
+/// `[batch, S, n]`.
+fn exclusive_prefix(deltas: Tensor<3>, first: Tensor<3>) -> Tensor<3> {
+    let [batch, segments, n] = deltas.dims();
+    let zero = Tensor::zeros([batch, 1, n], &deltas.device());
+    if segments == 1 {
+        return zero + first;
+    }
+    Tensor::cat(vec![zero, deltas.narrow(1, 0, segments - 1)], 1).cumsum(1) + first
+}
+
+/// The memory state each segment reads, M `[batch·S, H, d, d]` and z `[batch·S, H, d, 1]`,
+/// from σ(K) and V `[batch·S, H, N, d]` of every segment, continuing from `memory`,
+/// which is left holding the state after the last segment. z never depends on M, so
+/// it is a prefix sum; so is M under the linear rule; the delta rule's write depends on
+/// M, so only it walks the segments one by one.
+fn walk(
+    sk: Tensor<4>,
+    v: Tensor<4>,
+    batch: usize,
+    memory: &mut Option<Memory>,
+    rule: UpdateRule,
+) -> (Tensor<4>, Tensor<4>) {
+    let [rows, h, _, d] = sk.dims();
+    let segments = rows / batch;
+    let device = sk.device();
+    let (m0, z0) = match memory.take() {
+        Some(mem) => (mem.m, mem.z),
+        None => (
+            Tensor::zeros([batch, h, d, d], &device),
+            Tensor::zeros([batch, h, d, 1], &device),
+        ),
+    };
+    let flat = |t: Tensor<4>| {
+        let [_, a, b, c] = t.dims();
+        t.reshape([batch, 1, a * b * c])
+    };
+    let dz = by_sequence(sk.clone().sum_dim(2).swap_dims(2, 3), batch);
+    let z_all = exclusive_prefix(dz.clone(), flat(z0.clone()));
+    let z_end = z_all.clone().narrow(1, segments - 1, 1) + dz.narrow(1, segments - 1, 1);
+    let z_prev = by_segment(z_all, [h, d, 1]);
+    let m_prev = match rule {
+        UpdateRule::Linear => {
+            let dm = by_sequence(sk.swap_dims(2, 3).matmul(v), batch);
+            let m_all = exclusive_prefix(dm.clone(), flat(m0));
+            let m_end = m_all.clone().narrow(1, segments - 1, 1) + dm.narrow(1, segments - 1, 1);
+            *memory = Some(Memory {
+                m: m_end.reshape([batch, h, d, d]),
+                z: z_end.reshape([batch, h, d, 1]),
+            });
+            by_segment(m_all, [h, d, d])
+        }
+        UpdateRule::Delta => {
+            let segment = |t: &Tensor<4>, s: usize, dims: [usize; 3]| {
+                by_sequence(t.clone(), batch)
+                    .narrow(1, s, 1)
+                    .reshape([batch, dims[0], dims[1], dims[2]])
+            };
+            let n = sk.dims()[2];
+            let mut m = m0;
+            let mut before = Vec::with_capacity(segments);
+            for s in 0..segments {
+                let (sk_s, v_s) = (segment(&sk, s, [h, n, d]), segment(&v, s, [h, n, d]));
+                // Write after the read: only what M does not already hold is added.
+                let surprise =
+                    v_s - retrieve(sk_s.clone(), m.clone(), segment(&z_prev, s, [h, d, 1]));
+                before.push(m.clone());
+                m = m + sk_s.swap_dims(2, 3).matmul(surprise);
+            }
+            *memory = Some(Memory {
+                m,
+                z: z_end.reshape([batch, h, d, 1]),
+            });
+            Tensor::stack::<5>(before, 1).reshape([rows, h, d, d])
+        }
+    };
+    (m_prev, z_prev)
+}
+
+/// One segment's write, the formula as written: σ(K) and V `[batch, H, N, d]`; returns
+/// the M and z the segment reads (those before its write) and leaves `memory` after it.
+fn write(
+    sk: Tensor<4>,
+    v: Tensor<4>,
+    memory: &mut Option<Memory>,
+    rule: UpdateRule,
+) -> (Tensor<4>, Tensor<4>) {
+    let [batch, h, _, d] = sk.dims();
+    let device = sk.device();
+    let (m, z) = match memory.take() {
+        Some(mem) => (mem.m, mem.z),
+        None => (
+            Tensor::zeros([batch, h, d, d], &device),
+            Tensor::zeros([batch, h, d, 1], &device),
+        ),
+    };
+    let written = match rule {
+        UpdateRule::Delta => v - retrieve(sk.clone(), m.clone(), z.clone()),
+        UpdateRule::Linear => v,
+    };
+    *memory = Some(Memory {
+        m: m.clone() + sk.clone().swap_dims(2, 3).matmul(written),
+        z: z.clone() + sk.sum_dim(2).swap_dims(2, 3),
+    });
+    (m, z)
 }
 
 impl Layer {
+    /// One layer over `x` `[batch·S, N, d_model]` (S segments of each of `batch`
+    /// sequences, segment-major within a sequence), continuing from `memory`.
     fn forward(
         &self,
         x: Tensor<3>,
+        batch: usize,
         memory: &mut Option<Memory>,
         rope: &Rope,
         s: &Shape,
     ) -> Tensor<3> {
-        let [batch, len, d_model] = x.dims();
-        let (h, d) = (s.n_heads, s.head_dim);
-        let heads = |t: Tensor<3>| t.reshape([batch, len, h, d]).swap_dims(1, 2);
-        let proj = |t: Tensor<3>, w: &Param<Tensor<2>>| t.matmul(w.val().unsqueeze::<3>());
+        let x = x.clone() + self.attention(x, batch, memory, rope, s);
+        x.clone() + self.mlp(x, s)
+    }
 
-        let xn = rms_norm(x.clone(), &self.attn_norm, s.norm_eps);
+    /// A = g·A_mem + (1 − g)·A_dot, then W_O.
+    fn attention(
+        &self,
+        x: Tensor<3>,
+        batch: usize,
+        memory: &mut Option<Memory>,
+        rope: &Rope,
+        s: &Shape,
+    ) -> Tensor<3> {
+        let [rows, len, d_model] = x.dims();
+        let (h, d) = (s.n_heads, s.head_dim);
+        let heads = |t: Tensor<3>| t.reshape([rows, len, h, d]).swap_dims(1, 2);
+        let xn = rms_norm(x, &self.attn_norm, s.norm_eps);
         let q = heads(proj(xn.clone(), &self.wq));
         let k = heads(proj(xn.clone(), &self.wk));
         let v = heads(proj(xn, &self.wv));
@@ -268,31 +447,29 @@ impl Layer {
             / (d as f32).sqrt();
         let a_dot = softmax(scores.mask_fill(rope.mask(len), -1e9), 3).matmul(v.clone());
 
-        let (sq, sk) = (sigma(q), sigma(k));
         let g = sigmoid(self.beta.val()).reshape([1, h, 1, 1]);
         let local = (g.clone().neg() + 1.0) * a_dot;
-        let a = match memory.as_ref().filter(|_| s.memory) {
-            Some(mem) => g * read(sq, mem) + local,
-            None => local,
+        // Memory off (the control model): the read returns 0 and nothing need be written.
+        let a = if s.memory {
+            let (m_prev, z_prev) = match s.order {
+                Order::Layered => walk(sigma(k), v, batch, memory, s.rule),
+                Order::BySegment => write(sigma(k), v, memory, s.rule),
+            };
+            g * retrieve(sigma(q), m_prev, z_prev) + local
+        } else {
+            local
         };
-        // Write after the read.
-        let written = match (s.rule, memory.as_ref()) {
-            (UpdateRule::Delta, Some(mem)) => v - read(sk.clone(), mem),
-            _ => v,
-        };
-        let dm = sk.clone().swap_dims(2, 3).matmul(written);
-        let dz = sk.sum_dim(2).swap_dims(2, 3);
-        *memory = Some(match memory.take() {
-            Some(mem) => Memory {
-                m: mem.m + dm,
-                z: mem.z + dz,
-            },
-            None => Memory { m: dm, z: dz },
-        });
-
-        let x = x + proj(a.swap_dims(1, 2).reshape([batch, len, d_model]), &self.wo);
-        let xn = rms_norm(x.clone(), &self.mlp_norm, s.norm_eps);
-        let hidden = silu(proj(xn.clone(), &self.w_gate)) * proj(xn, &self.w_up);
-        x + proj(hidden, &self.w_down)
+        proj(a.swap_dims(1, 2).reshape([rows, len, d_model]), &self.wo)
     }
+
+    /// SwiGLU.
+    fn mlp(&self, x: Tensor<3>, s: &Shape) -> Tensor<3> {
+        let xn = rms_norm(x, &self.mlp_norm, s.norm_eps);
+        let hidden = silu(proj(xn.clone(), &self.w_gate)) * proj(xn, &self.w_up);
+        proj(hidden, &self.w_down)
+    }
+}
+
+fn proj(t: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
+    t.matmul(w.val().unsqueeze::<3>())
 }

@@ -11,7 +11,7 @@ use infiniscope::tokenizer::Tokenizer;
 use infiniscope::weights::{StoredDtype, Weights};
 use infiniscope::{Model, RunOptions, UpdateRule};
 use trainer::data::Example;
-use trainer::model::{InfiniModel, Shape};
+use trainer::model::{InfiniModel, Order, Shape};
 use trainer::train;
 
 const TEXT: &str = include_str!("../../samples/paradise-lost.txt");
@@ -177,4 +177,83 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
         beta_before.iter().zip(&beta_after).all(|(a, b)| a != b),
         "every gate gets gradient: {beta_before:?} → {beta_after:?}"
     );
+}
+
+/// The layer-by-layer forward (every segment's projections, attention and MLP at once,
+/// only M and z walked in order) gives the logits and the gradients of the definition:
+/// one segment at a time through the whole stack. Both rules, two sequences, a short
+/// last segment, gates away from 0.5 so the memory read matters.
+#[test]
+fn layered_forward_and_gradients_equal_segment_by_segment() {
+    for rule in [UpdateRule::Delta, UpdateRule::Linear] {
+        let (config, _) = smoke(rule);
+        let device = Device::flex().autodiff();
+        let mut weights = Weights::random(&config, 8);
+        for layer in &mut weights.layers {
+            layer.beta = vec![2.0, -1.0];
+        }
+        let model = InfiniModel::from_weights(&config, &weights, &device);
+        let layered = Shape::of(&config, true);
+        let by_segment = Shape {
+            order: Order::BySegment,
+            ..layered
+        };
+        let length = 5 * config.segment_len + 3;
+        let ids: Vec<i64> = (0..2 * length)
+            .map(|i| ((i * 53 + 7) % config.vocab_size) as i64)
+            .collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, length]), &device);
+        // A loss that weighs every logit differently, so every gradient path counts.
+        let mix = Tensor::<3>::from_data(
+            TensorData::new(
+                (0..2 * length * config.vocab_size)
+                    .map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5)
+                    .collect::<Vec<f32>>(),
+                [2, length, config.vocab_size],
+            ),
+            &device,
+        );
+        let run = |shape: &Shape| {
+            let logits = model.forward(tokens.clone(), shape);
+            let grads = (logits.clone() * mix.clone()).sum().backward();
+            let grad_of = |p: &burn::module::Param<Tensor<2>>| -> Vec<f32> {
+                p.val()
+                    .grad(&grads)
+                    .unwrap()
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            };
+            let mut g = grad_of(&model.embed);
+            for l in &model.layers {
+                g.extend(grad_of(&l.wq));
+                g.extend(grad_of(&l.wk));
+                g.extend(grad_of(&l.wv));
+                g.extend(
+                    l.beta
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .try_into_vec_as::<f32>()
+                        .unwrap(),
+                );
+            }
+            (logits.try_into_vec_as::<f32>().unwrap(), g)
+        };
+        let (layered, layered_grads) = run(&layered);
+        let (by_segment, by_segment_grads) = run(&by_segment);
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst <= 1e-4 * scale.max(1.0),
+                "{rule:?} {what}: differ by {worst} (scale {scale})"
+            );
+        };
+        close(&layered, &by_segment, "logits");
+        close(&layered_grads, &by_segment_grads, "gradients");
+    }
 }
