@@ -14,8 +14,8 @@
 // token). Barriers separate the reads of M from its write, and the write from the
 // next segment's reads.
 // A walk covers segments `first` .. `first + segments` of the chunk (the engine splits
-// long chunks: see Recorder::memory); `written` counts the text's segments before it.
-struct Params { n: u32, n_heads: u32, head_dim: u32, flags: u32, segments: u32, written: u32, first: u32 }
+// long chunks: see Recorder::memory); `segments_written` counts the text's segments before it.
+struct Params { n: u32, n_heads: u32, head_dim: u32, flags: u32, segments: u32, segments_written: u32, first: u32 }
 
 const READ: u32 = 1u;
 const DELTA: u32 = 2u;
@@ -64,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     let j0 = (lid % 8u) * 8u;
     let i0 = (lid / 8u) * 8u;
     for (var s = 0u; s < p.segments; s++) {
-        let has_memory = p.written + s > 0u;
+        let has_memory = p.segments_written + s > 0u;
         let start = (p.first + s) * p.n;
         let last = start + p.n - 1u;
         for (var t0 = (lid / 8u) * 4u; t0 < p.n; t0 += 32u) {

@@ -1,4 +1,4 @@
-//! `config.json`: every hyper-parameter of an Infini-Transformer (DESIGN.md §1–2).
+//! `config.json`: every hyper-parameter of an Infini-Transformer (docs/DESIGN.md §1–3).
 
 use serde::{Deserialize, Serialize};
 

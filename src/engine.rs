@@ -103,6 +103,27 @@ impl Engine {
         pollster::block_on(self.segments_async(segments, taps))
     }
 
+    /// Runs every segment queued in `stream`, in chunks of up to `most` (and the
+    /// engine's [`Self::chunk`]) that [`crate::stream::joins`] allows, handing each
+    /// chunk and its outputs to `each`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_stream(
+        &mut self,
+        stream: &mut crate::stream::Stream,
+        most: usize,
+        taps: Taps,
+        mut each: impl FnMut(&[Segment], Vec<SegmentOutput>),
+    ) -> Result<(), Error> {
+        loop {
+            let chunk = stream.next_chunk(most.min(self.chunk()));
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let outputs = self.segments(&chunk, taps)?;
+            each(&chunk, outputs);
+        }
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         match self {

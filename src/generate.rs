@@ -1,9 +1,12 @@
-//! Continuing a text: the open segment that generated tokens accumulate in, and
-//! sampling from the last position's logits. Shared by the CLI and the page.
+//! Continuing a text: the open segment that generated tokens accumulate in, sampling
+//! from the last position's logits, and the text each token adds. Shared by the CLI
+//! and the page; the prompt before it is read by [`crate::stream::Stream::end_open`].
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::taps::Segment;
+use crate::tokenizer::{Pieces, Tokenizer};
 
 /// The segment being written. It is re-run as it grows and written to memory once
 /// it holds N tokens; the next token then starts a new segment.
@@ -47,6 +50,38 @@ impl OpenSegment {
     /// Logits of the last position, out of a run's `[t][vocab]` logits.
     pub fn last<'a>(&self, logits: &'a [f32], vocab: usize) -> &'a [f32] {
         &logits[(self.tokens.len() - 1) * vocab..self.tokens.len() * vocab]
+    }
+}
+
+/// Generation after a text: run [`Self::segment`] with the logits tapped, hand the
+/// logits to [`Self::next`], repeat.
+pub struct Generator {
+    open: OpenSegment,
+    rng: ChaCha8Rng,
+    pieces: Pieces,
+}
+
+impl Generator {
+    pub fn new(open: OpenSegment, seed: u64) -> Self {
+        Self {
+            open,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            pieces: Pieces::default(),
+        }
+    }
+
+    /// The segment to run for the next token.
+    pub fn segment(&self) -> Segment {
+        self.open.segment()
+    }
+
+    /// Samples the next token from the logits of [`Self::segment`]'s run, appends it
+    /// and returns the text it adds (empty while a character is split over tokens).
+    pub fn next(&mut self, tokenizer: &Tokenizer, logits: &[f32], temperature: f32) -> String {
+        let vocab = logits.len() / self.open.tokens.len();
+        let next = sample(self.open.last(logits, vocab), temperature, &mut self.rng);
+        self.open.push(next);
+        self.pieces.next(tokenizer, next)
     }
 }
 

@@ -1,15 +1,19 @@
 //! infiniscope: Infini-attention (arXiv 2404.07143) made visible.
 //!
 //! Data flows one way: text → tokens ([`tokenizer`]) → segments ([`segment`]) →
-//! layers ([`reference`] on the CPU, [`gpu`] on WebGPU/Vulkan/Metal/DX12) → taps
-//! ([`taps`]) → whatever draws them (the CLI, the web page).
+//! chunks ([`stream`]) → layers ([`reference`] on the CPU, [`gpu`] on
+//! WebGPU/Vulkan/Metal/DX12, chosen by [`engine`]) → taps ([`taps`]) → whatever
+//! draws them (the CLI, the web page). The model contract: docs/DESIGN.md.
 
 // On the web wgpu's handles are not Send; the Arcs that share a device and a model
 // between views then stay on the one thread the page has.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod config;
 pub mod engine;
+pub mod eval;
 pub mod gate;
 pub mod generate;
 pub mod gpu;
@@ -17,8 +21,12 @@ pub mod model;
 pub mod passkey;
 pub mod reference;
 pub mod segment;
+pub mod stream;
 pub mod taps;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod text;
 pub mod tokenizer;
+pub mod units;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

@@ -77,3 +77,38 @@ pub fn build(
         needle_at,
     })
 }
+
+/// The key of trial `trial` at a length and depth: fixed, so every run (and every
+/// engine) asks for the same keys.
+pub fn trial_key(trial: usize, length: usize, depth: f32) -> u32 {
+    (trial as u32 * 7919 + length as u32 * 31 + (depth * 1000.0) as u32) * 104_729 % 100_000
+}
+
+/// Digits of the key the model gets right reading `haystack` from an empty memory:
+/// its argmax at each answer position, every digit predicted with the earlier ones given.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn digits_right(
+    engine: &mut crate::engine::Engine,
+    haystack: &Passkey,
+    segment_len: usize,
+) -> Result<usize, Error> {
+    let taps = crate::taps::Taps {
+        loss: true,
+        ..Default::default()
+    };
+    engine.reset();
+    let mut stream = crate::stream::Stream::new(segment_len);
+    stream.push(&haystack.tokens);
+    stream.end();
+    let mut argmax = Vec::with_capacity(haystack.tokens.len());
+    let most = engine.chunk();
+    engine.run_stream(&mut stream, most, taps, |_, outputs| {
+        for out in outputs {
+            argmax.extend(out.argmax.expect("argmax tapped"));
+        }
+    })?;
+    let at = haystack.answer_at();
+    Ok((at..haystack.tokens.len())
+        .filter(|&i| argmax[i - 1] == haystack.tokens[i])
+        .count())
+}

@@ -2,6 +2,7 @@
 //! holding back one token so that every position's target (the next token) is known.
 
 use crate::taps::Segment;
+use crate::{Error, Model};
 
 pub struct Segmenter {
     segment_len: usize,
@@ -63,4 +64,34 @@ pub fn segments(tokens: &[u32], segment_len: usize) -> Vec<Segment> {
     let mut out = segmenter.push(tokens);
     out.extend(segmenter.finish());
     out
+}
+
+/// Checks a segment against the model before any engine touches it.
+pub fn validate_segment(model: &Model, segment: &Segment) -> Result<(), Error> {
+    let config = &model.config;
+    let n = segment.tokens.len();
+    if n == 0 || n > config.segment_len {
+        return Err(Error::Text(format!(
+            "a segment holds 1 to {} tokens, got {n}",
+            config.segment_len
+        )));
+    }
+    if segment.targets.len() > n {
+        return Err(Error::Text(format!(
+            "{} targets for {n} tokens",
+            segment.targets.len()
+        )));
+    }
+    if let Some(bad) = segment
+        .tokens
+        .iter()
+        .chain(&segment.targets)
+        .find(|&&t| t as usize >= config.vocab_size)
+    {
+        return Err(Error::Text(format!(
+            "token id {bad} is outside the vocabulary ({})",
+            config.vocab_size
+        )));
+    }
+    Ok(())
 }

@@ -4,9 +4,9 @@
 
 use crate::UpdateRule;
 
-/// Whether the memory read feeds the output. `Off` makes the read return 0 (the
-/// first segment's view, DESIGN.md §1); memory is still written, so its state
-/// can be shown.
+/// Whether the memory read feeds the output. `Off` is memory off (docs/DESIGN.md
+/// §1.4): the read returns 0, the first segment's view; memory is still written,
+/// so its state can be shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryMode {
     On,

@@ -1,5 +1,5 @@
 //! Text → tokens: the model's byte-level BPE (`tokenizer.json`, HuggingFace
-//! `tokenizers` format), and a reader that streams a text of any size in chunks.
+//! `tokenizers` format), and a reader that streams a text of any size in blocks.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -95,24 +95,24 @@ impl Tokenizer {
     }
 }
 
-/// Reads UTF-8 text in chunks of about `chunk_bytes`, so a text larger than memory is
-/// never held whole. Chunks end just before a single space between two non-space
-/// characters, where byte-level BPE starts a new word anyway, so tokenizing chunk by
-/// chunk gives the same tokens as tokenizing the whole text.
-pub struct TextChunks<R> {
+/// Reads UTF-8 text in blocks of about `block_bytes`, so a text larger than memory is
+/// never held whole. Blocks end just before a single space between two non-space
+/// characters, where byte-level BPE starts a new word anyway, so tokenizing block by
+/// block gives the same tokens as tokenizing the whole text.
+pub struct TextReader<R> {
     reader: R,
-    chunk_bytes: usize,
+    block_bytes: usize,
     pending: Vec<u8>,
     /// Bytes of the input handed out so far (for error messages and progress).
     pub consumed: u64,
     eof: bool,
 }
 
-impl<R: Read> TextChunks<R> {
-    pub fn new(reader: R, chunk_bytes: usize) -> Self {
+impl<R: Read> TextReader<R> {
+    pub fn new(reader: R, block_bytes: usize) -> Self {
         Self {
             reader,
-            chunk_bytes: chunk_bytes.max(16),
+            block_bytes: block_bytes.max(16),
             pending: Vec::new(),
             consumed: 0,
             eof: false,
@@ -120,8 +120,8 @@ impl<R: Read> TextChunks<R> {
     }
 
     fn fill(&mut self) -> Result<(), Error> {
-        let mut buf = vec![0u8; self.chunk_bytes];
-        while !self.eof && self.pending.len() < self.chunk_bytes {
+        let mut buf = vec![0u8; self.block_bytes];
+        while !self.eof && self.pending.len() < self.block_bytes {
             let n = self
                 .reader
                 .read(&mut buf)
@@ -134,7 +134,7 @@ impl<R: Read> TextChunks<R> {
         Ok(())
     }
 
-    fn next_chunk(&mut self) -> Result<Option<String>, Error> {
+    fn next_block(&mut self) -> Result<Option<String>, Error> {
         self.fill()?;
         if self.pending.is_empty() {
             return Ok(None);
@@ -158,12 +158,12 @@ impl<R: Read> TextChunks<R> {
         };
         if cut == 0 {
             // Fewer bytes than one character: read more.
-            self.chunk_bytes *= 2;
-            return self.next_chunk();
+            self.block_bytes *= 2;
+            return self.next_block();
         }
-        let chunk = String::from_utf8(self.pending.drain(..cut).collect()).expect("validated");
+        let block = String::from_utf8(self.pending.drain(..cut).collect()).expect("validated");
         self.consumed += cut as u64;
-        Ok(Some(chunk))
+        Ok(Some(block))
     }
 }
 
@@ -178,10 +178,10 @@ fn word_boundary(text: &str) -> Option<usize> {
     })
 }
 
-impl<R: Read> Iterator for TextChunks<R> {
+impl<R: Read> Iterator for TextReader<R> {
     type Item = Result<String, Error>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().transpose()
+        self.next_block().transpose()
     }
 }
 
@@ -238,7 +238,7 @@ pub struct StreamEncoder {
 impl StreamEncoder {
     pub fn push(&mut self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, Error> {
         self.pending.push_str(text);
-        // A long run without spaces (CJK text, garbage) is cut anyway, as TextChunks
+        // A long run without spaces (CJK text, garbage) is cut anyway, as TextReader
         // does, so no push takes more than a bounded amount of work.
         let cut = word_boundary(&self.pending).or_else(|| {
             (self.pending.len() > MAX_PENDING).then(|| {

@@ -5,21 +5,18 @@
 //! the taps the panels draw. Nothing here draws; nothing in the page computes.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::Engine;
 use crate::gate::{sigmoid, HeadKind};
-use crate::generate::{sample, OpenSegment};
+use crate::generate::Generator;
 use crate::gpu::{Gpu, GpuModel};
 use crate::passkey;
 use crate::reference::Reference;
-use crate::segment::Segmenter;
+use crate::stream::Stream;
 use crate::taps::{LayerMemory, Segment, SegmentOutput, Taps};
 use crate::tokenizer::{Pieces, StreamEncoder};
 use crate::{Error, MemoryMode, Model, RunOptions};
@@ -31,6 +28,12 @@ fn js_error(e: Error) -> JsError {
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// Bytes in binary units, as the CLI writes them ([`crate::units::bytes`]).
+#[wasm_bindgen]
+pub fn bytes(n: f64) -> String {
+    crate::units::bytes(n as u64)
 }
 
 #[wasm_bindgen]
@@ -243,15 +246,13 @@ struct State {
     model: Arc<Model>,
     options: RunOptions,
     engine: Engine,
-    segmenter: Segmenter,
-    queue: VecDeque<Segment>,
+    stream: Stream,
     /// Segments written to memory, and the memory after the last of them: what a
     /// CPU engine continues from if the GPU is lost.
-    committed: usize,
+    segments_written: usize,
     memory: Vec<LayerMemory>,
-    open: Option<OpenSegment>,
-    pieces: Pieces,
-    rng: ChaCha8Rng,
+    /// After the text: continue-writing.
+    generator: Option<Generator>,
 }
 
 /// Everything the panels draw: loss, memory shares and the memory state.
@@ -269,7 +270,7 @@ fn busy() -> JsError {
 #[allow(clippy::await_holding_refcell_ref)]
 #[wasm_bindgen]
 impl Session {
-    /// A fresh reader; `memory_on = false` gives the local-only baseline.
+    /// A fresh reader; `memory_on = false` runs with memory off (docs/DESIGN.md §1.4).
     #[wasm_bindgen(constructor)]
     pub fn new(model: &WebModel, memory_on: bool) -> Session {
         let shared = Arc::clone(&model.model);
@@ -288,15 +289,12 @@ impl Session {
         let c = &shared.config;
         let state = State {
             memory: vec![LayerMemory::zeros(c.n_heads, c.head_dim); c.n_layers],
-            segmenter: Segmenter::new(c.segment_len),
+            stream: Stream::new(c.segment_len),
             model: shared,
             options,
             engine,
-            queue: VecDeque::new(),
-            committed: 0,
-            open: None,
-            pieces: Pieces::default(),
-            rng: ChaCha8Rng::seed_from_u64(0),
+            segments_written: 0,
+            generator: None,
         };
         Session {
             state: Rc::new(RefCell::new(state)),
@@ -315,8 +313,7 @@ impl Session {
     /// More tokens of the text.
     pub fn feed(&self, ids: &[u32]) -> Result<(), JsError> {
         let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
-        let segments = state.segmenter.push(ids);
-        state.queue.extend(segments);
+        state.stream.push(ids);
         Ok(())
     }
 
@@ -324,19 +321,15 @@ impl Session {
     /// but not written to memory, so that continue-writing can extend it.
     pub fn end_text(&self) -> Result<(), JsError> {
         let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
-        if let Some(mut last) = state.segmenter.finish() {
-            last.commit = false;
-            let n = state.model.config.segment_len;
-            state.open = Some(OpenSegment::new(last.index, last.tokens.clone(), n));
-            state.queue.push_back(last);
-        }
+        // Seed 0: a page's continuation is the same every time.
+        state.generator = state.stream.end_open().map(|open| Generator::new(open, 0));
         Ok(())
     }
 
     /// Segments ready to run.
     #[wasm_bindgen(getter)]
     pub fn pending(&self) -> usize {
-        self.state.try_borrow().map_or(0, |s| s.queue.len())
+        self.state.try_borrow().map_or(0, |s| s.stream.pending())
     }
 
     /// Runs the next segments, as many as the engine takes at once (up to `most`; a
@@ -346,7 +339,8 @@ impl Session {
         let state = Rc::clone(&self.state);
         wasm_bindgen_futures::future_to_promise(async move {
             let mut state = state.try_borrow_mut().map_err(|_| busy())?;
-            let chunk = state.next_chunk(most);
+            let most = most.clamp(1, state.engine.chunk());
+            let chunk = state.stream.next_chunk(most);
             let results = js_sys::Array::new();
             if chunk.is_empty() {
                 return Ok(results.into());
@@ -365,10 +359,10 @@ impl Session {
         let state = Rc::clone(&self.state);
         wasm_bindgen_futures::future_to_promise(async move {
             let mut state = state.try_borrow_mut().map_err(|_| busy())?;
-            if !state.queue.is_empty() {
+            if state.stream.pending() > 0 {
                 return Err(JsError::new("the text is still being read").into());
             }
-            let Some(segment) = state.open.as_ref().map(OpenSegment::segment) else {
+            let Some(segment) = state.generator.as_ref().map(Generator::segment) else {
                 return Err(JsError::new("read a text first: there is nothing to continue").into());
             };
             let taps = Taps {
@@ -379,40 +373,14 @@ impl Session {
             let (mut outputs, _) = state.run(std::slice::from_ref(&segment), taps).await?;
             let logits = outputs.pop().and_then(|o| o.logits).expect("logits tapped");
             let state = &mut *state;
-            let open = state.open.as_mut().expect("checked above");
-            let vocab = state.model.config.vocab_size;
-            let next = sample(open.last(&logits, vocab), temperature, &mut state.rng);
-            open.push(next);
-            Ok(JsValue::from(
-                state.pieces.next(&state.model.tokenizer, next),
-            ))
+            let generator = state.generator.as_mut().expect("checked above");
+            let piece = generator.next(&state.model.tokenizer, &logits, temperature);
+            Ok(JsValue::from(piece))
         })
     }
 }
 
 impl State {
-    /// The queued segments the engine can take in one go: up to `most` (and the
-    /// engine's chunk) of one length, all committed, only the last missing targets.
-    fn next_chunk(&mut self, most: usize) -> Vec<Segment> {
-        let mut chunk: Vec<Segment> = Vec::new();
-        while chunk.len() < most.clamp(1, self.engine.chunk()) {
-            let Some(next) = self.queue.front() else {
-                break;
-            };
-            if let Some(last) = chunk.last() {
-                let fits = next.commit
-                    && last.commit
-                    && next.tokens.len() == last.tokens.len()
-                    && last.targets.len() == last.tokens.len();
-                if !fits {
-                    break;
-                }
-            }
-            chunk.extend(self.queue.pop_front());
-        }
-        chunk
-    }
-
     /// Runs segments; if the GPU fails (device lost, out of memory), continues on
     /// the CPU reference from the memory of the last committed segment and says so.
     async fn run(
@@ -428,7 +396,7 @@ impl State {
                     Arc::clone(&self.model),
                     self.options,
                     self.memory.clone(),
-                    self.committed,
+                    self.segments_written,
                 );
                 recovered = Some(format!(
                     "the GPU failed ({message}); continuing on the CPU reference from segment {first}"
@@ -439,7 +407,7 @@ impl State {
         }
         .map_err(js_error)?;
         if segments.iter().all(|s| s.commit) {
-            self.committed += segments.len();
+            self.segments_written += segments.len();
             if let Some(memory) = outputs.last().and_then(|o| o.memory.as_ref()) {
                 self.memory = memory.clone();
             }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::{model, odd_config};
 use infiniscope::model::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use infiniscope::tokenizer::TextChunks;
+use infiniscope::tokenizer::TextReader;
 use infiniscope::weights::StoredDtype;
 use infiniscope::{Model, UpdateRule};
 
@@ -176,14 +176,14 @@ fn non_finite_weights_are_rejected() {
 fn invalid_utf8_is_reported_with_its_offset() {
     let mut text = b"Of Mans First Disobedience ".repeat(100);
     text.extend_from_slice(b"\xff\xfe and the Fruit");
-    let err = TextChunks::new(&text[..], 64)
+    let err = TextReader::new(&text[..], 64)
         .collect::<Result<String, _>>()
         .unwrap_err()
         .to_string();
     assert!(err.contains("invalid UTF-8 at byte 2700"), "{err}");
     // A character cut by a chunk boundary is not an error.
     let emoji = "🦀 e\u{301}".repeat(50);
-    let joined: String = TextChunks::new(emoji.as_bytes(), 7)
+    let joined: String = TextReader::new(emoji.as_bytes(), 7)
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(joined, emoji);
@@ -209,7 +209,7 @@ impl Read for EndlessProse {
 #[test]
 fn a_huge_text_streams_in_bounded_chunks() {
     let total = 256 << 20;
-    let mut chunks = TextChunks::new(EndlessProse { left: total }, 1 << 20);
+    let mut chunks = TextReader::new(EndlessProse { left: total }, 1 << 20);
     let mut largest = 0;
     let mut seen = 0;
     for chunk in &mut chunks {

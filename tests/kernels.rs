@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_close, gpu, random_floats, random_tokens};
-use infiniscope::gpu::kernels::{Heads, MemoryFlags};
+use infiniscope::gpu::kernels::{
+    AttentionBindings, GateMixBindings, Heads, LossBindings, MemoryBindings, MemoryFlags,
+};
 use infiniscope::gpu::{floats, uints, Gpu, Kernels, Recorder};
 use infiniscope::reference as cpu;
 use infiniscope::taps::LayerMemory;
@@ -169,7 +171,16 @@ fn causal_attention_matches() {
     );
     let out = run(
         &gpu,
-        |rec| rec.attention(&qb, &kb, &vb, &probs, &ob, heads(n, segments, h, d)),
+        |rec| {
+            let bindings = AttentionBindings {
+                q: &qb,
+                k: &kb,
+                v: &vb,
+                probs: &probs,
+                out: &ob,
+            };
+            rec.attention(bindings, heads(n, segments, h, d))
+        },
         &[(&ob, len)],
     );
     let rows = len / segments;
@@ -194,20 +205,20 @@ fn some_memory(heads: usize, d: usize, seed: u64) -> LayerMemory {
 
 /// The memory kernel walks a chunk of segments against the CPU's read-then-
 /// write per segment: A_mem, the delta rule's retrieval, and M, z after the chunk.
-fn check_memory(rule: UpdateRule, written: usize, read: bool, commit: bool) {
-    check_memory_shaped(rule, written, read, commit, (13, 3, 3, 17));
+fn check_memory(rule: UpdateRule, segments_written: usize, read: bool, commit: bool) {
+    check_memory_shaped(rule, segments_written, read, commit, (13, 3, 3, 17));
 }
 
 /// `shape`: tokens per segment, segments, heads, head_dim.
 fn check_memory_shaped(
     rule: UpdateRule,
-    written: usize,
+    segments_written: usize,
     read: bool,
     commit: bool,
     (n, segments, h, d): (usize, usize, usize, usize),
 ) {
     let gpu = gpu();
-    let start = if written > 0 {
+    let start = if segments_written > 0 {
         some_memory(h, d, 13)
     } else {
         LayerMemory::zeros(h, d)
@@ -237,16 +248,16 @@ fn check_memory_shaped(
     let out = run(
         &gpu,
         |rec| {
-            rec.memory(
-                [&qb, &kb, &vb],
-                &mb,
-                &zb,
-                &ab,
-                &rb,
-                heads(n, segments, h, d),
-                flags,
-                written,
-            )
+            let bindings = MemoryBindings {
+                q: &qb,
+                k: &kb,
+                v: &vb,
+                m: &mb,
+                z: &zb,
+                a_mem: &ab,
+                surprise: &rb,
+            };
+            rec.memory(bindings, heads(n, segments, h, d), flags, segments_written)
         },
         &[(&ab, len), (&mb, start.m.len()), (&zb, start.z.len())],
     );
@@ -254,7 +265,7 @@ fn check_memory_shaped(
     let mut a_mem = Vec::new();
     let rows = len / segments;
     for s in 0..segments {
-        let has_memory = written + s > 0;
+        let has_memory = segments_written + s > 0;
         let r = s * rows..(s + 1) * rows;
         a_mem.extend(cpu::memory_read(
             &q[r.clone()],
@@ -267,10 +278,10 @@ fn check_memory_shaped(
             cpu::memory_write(&k[r.clone()], &v[r], &mut mem, h, d, rule, has_memory);
         }
     }
-    let at = format!("{rule:?}, {written} written, read {read}, commit {commit}");
+    let at = format!("{rule:?}, {segments_written} segments written, read {read}, commit {commit}");
     let got = floats(&out[0]);
     assert_close(&format!("{at}: A_mem"), &got, &a_mem, 1e-5);
-    if written == 0 || !read {
+    if segments_written == 0 || !read {
         assert!(
             got[..rows].iter().all(|&x| x == 0.0),
             "{at}: no memory must read exactly 0"
@@ -326,15 +337,14 @@ fn gate_mix_matches() {
     let out = run(
         &gpu,
         |rec| {
-            rec.gate_mix(
-                &bufs[0],
-                &bufs[1],
-                &bufs[2],
-                &ob,
-                &share,
-                5,
-                self::heads(n, 1, heads, d),
-            )
+            let bindings = GateMixBindings {
+                a_mem: &bufs[0],
+                a_dot: &bufs[1],
+                beta: &bufs[2],
+                out: &ob,
+                share: &share,
+            };
+            rec.gate_mix(bindings, 5, self::heads(n, 1, heads, d))
         },
         &[(&ob, len), (&share, 5 + n * heads)],
     );
@@ -387,7 +397,15 @@ fn loss_and_argmax_match() {
     let (loss, argmax) = (gpu.buffer("loss", n * 4), gpu.buffer("argmax", n * 4));
     let out = run(
         &gpu,
-        |rec| rec.loss(&lb, &tb, &loss, &argmax, n, n - 1, vocab),
+        |rec| {
+            let bindings = LossBindings {
+                logits: &lb,
+                targets: &tb,
+                loss: &loss,
+                argmax: &argmax,
+            };
+            rec.loss(bindings, n, n - 1, vocab)
+        },
         &[(&loss, n - 1), (&argmax, n)],
     );
     let (want_loss, want_argmax) = cpu::cross_entropy(&logits, vocab, &targets);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use infiniscope::tokenizer::{Pieces, StreamEncoder, TextChunks, Tokenizer};
+use infiniscope::tokenizer::{Pieces, StreamEncoder, TextReader, Tokenizer};
 
 const SAMPLE: &str = include_str!("../samples/paradise-lost.txt");
 
@@ -91,7 +91,7 @@ fn chunked_tokenization_equals_whole() {
     let model = common::random_tiny();
     let whole = model.tokenizer.encode(SAMPLE).unwrap();
     let mut chunked = Vec::new();
-    for chunk in TextChunks::new(SAMPLE.as_bytes(), 4096) {
+    for chunk in TextReader::new(SAMPLE.as_bytes(), 4096) {
         chunked.extend(model.tokenizer.encode(&chunk.unwrap()).unwrap());
     }
     assert_eq!(chunked, whole);

@@ -7,9 +7,12 @@
 
 use std::sync::Arc;
 
-use super::kernels::{Heads, MemoryFlags};
+use super::kernels::{
+    AttentionBindings, GateMixBindings, Heads, LossBindings, MemoryBindings, MemoryFlags,
+};
 use super::{floats, uints, Gpu, Recorder};
-use crate::reference::validate_segment;
+use crate::segment::validate_segment;
+use crate::stream::joins;
 use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
 use crate::{Error, Model, UpdateRule};
 
@@ -109,29 +112,48 @@ fn largest_buffer(c: &crate::Config, segments: usize) -> usize {
 /// big (1,024 rows for N = 32), small enough for a live page and modest buffers.
 pub const CHUNK_SEGMENTS: usize = 32;
 
-/// Scratch space for one chunk of up to `chunk` segments of N tokens.
+/// Scratch space for one chunk of up to `chunk` segments of N tokens. Shapes for
+/// R = chunk·N rows (a chunk's segments stacked), D = d_model = H·d, F = mlp_hidden,
+/// V = vocab_size; a head h owns columns h·d .. (h+1)·d of every `[R][D]`.
 struct Activations {
+    /// `[R]` u32: the chunk's token ids.
     tokens: wgpu::Buffer,
+    /// `[R]` u32: the next token of each row that has one.
     targets: wgpu::Buffer,
+    /// `[R][D]`: the residual stream.
     x: wgpu::Buffer,
+    /// `[R][D]`: RMSNorm(x), the input of the attention and MLP blocks.
     xn: wgpu::Buffer,
+    /// `[R][D]` each: the projections; Q and K become σ(Q), σ(K) in the memory op.
     q: wgpu::Buffer,
     k: wgpu::Buffer,
     v: wgpu::Buffer,
+    /// `[R][D]` each: RoPE(Q), RoPE(K) for the local attention.
     q_rope: wgpu::Buffer,
     k_rope: wgpu::Buffer,
+    /// `[chunk][H][N][N]`: the local attention's softmax weights.
     probs: wgpu::Buffer,
+    /// `[R][D]`: A_dot, the local attention.
     a_dot: wgpu::Buffer,
+    /// `[R][D]`: A_mem, the memory read.
     a_mem: wgpu::Buffer,
+    /// `[R][D]`: V − what memory returns for K (the delta rule's write), else V.
     surprise: wgpu::Buffer,
+    /// `[R][D]`: A = g·A_mem + (1 − g)·A_dot.
     a: wgpu::Buffer,
+    /// `[R][D]`: A·W_O, then the MLP's output, before each is added to x.
     proj: wgpu::Buffer,
+    /// `[R][F]` each: x·W_gate, x·W_up, silu(gate)·up.
     gate: wgpu::Buffer,
     up: wgpu::Buffer,
     hidden: wgpu::Buffer,
+    /// `[R][V]`.
     logits: wgpu::Buffer,
+    /// `[R]`: the cross-entropy of each row with a target.
     loss: wgpu::Buffer,
+    /// `[R]` u32: the most likely next token.
     argmax: wgpu::Buffer,
+    /// `[L][R][H]`: every layer's memory share.
     share: wgpu::Buffer,
 }
 
@@ -278,33 +300,32 @@ impl GpuEngine {
             rec.matmul(&act.xn, &w.wv, &act.v, rows, dm, dm);
             rec.rope(&act.q, &act.q_rope, heads, c.rope_base);
             rec.rope(&act.k, &act.k_rope, heads, c.rope_base);
-            rec.attention(
-                &act.q_rope,
-                &act.k_rope,
-                &act.v,
-                &act.probs,
-                &act.a_dot,
-                heads,
-            );
-            rec.memory(
-                [&act.q, &act.k, &act.v],
-                &mem.m,
-                &mem.z,
-                &act.a_mem,
-                &act.surprise,
-                heads,
-                flags,
-                self.segments_written,
-            );
-            rec.gate_mix(
-                &act.a_mem,
-                &act.a_dot,
-                &w.beta,
-                &act.a,
-                &act.share,
-                l * rows * h,
-                heads,
-            );
+            let local = AttentionBindings {
+                q: &act.q_rope,
+                k: &act.k_rope,
+                v: &act.v,
+                probs: &act.probs,
+                out: &act.a_dot,
+            };
+            rec.attention(local, heads);
+            let memory = MemoryBindings {
+                q: &act.q,
+                k: &act.k,
+                v: &act.v,
+                m: &mem.m,
+                z: &mem.z,
+                a_mem: &act.a_mem,
+                surprise: &act.surprise,
+            };
+            rec.memory(memory, heads, flags, self.segments_written);
+            let mix = GateMixBindings {
+                a_mem: &act.a_mem,
+                a_dot: &act.a_dot,
+                beta: &w.beta,
+                out: &act.a,
+                share: &act.share,
+            };
+            rec.gate_mix(mix, l * rows * h, heads);
             rec.matmul(&act.a, &w.wo, &act.proj, rows, dm, dm);
             rec.add(&act.x, &act.proj, rows * dm);
 
@@ -317,15 +338,13 @@ impl GpuEngine {
         }
         rec.rmsnorm(&act.x, final_norm, &act.xn, rows, dm, c.norm_eps);
         rec.matmul_bt(&act.xn, embed, &act.logits, rows, dm, c.vocab_size);
-        rec.loss(
-            &act.logits,
-            &act.targets,
-            &act.loss,
-            &act.argmax,
-            rows,
-            n_targets,
-            c.vocab_size,
-        );
+        let loss = LossBindings {
+            logits: &act.logits,
+            targets: &act.targets,
+            loss: &act.loss,
+            argmax: &act.argmax,
+        };
+        rec.loss(loss, rows, n_targets, c.vocab_size);
     }
 
     /// Dispatches a chunk of `segments` segments of `n` tokens takes (for benchmarks).
@@ -387,8 +406,7 @@ impl GpuEngine {
 
     /// Runs consecutive segments of a text as one chunk (one submission) and reads
     /// back the taps asked for, split per segment; M and z (the `memory` tap) only
-    /// after the last. All segments must have the same length, all but the last a
-    /// target for every token, and either all be committed or be a single segment.
+    /// after the last. Consecutive segments must be ones [`joins`] allows together.
     pub async fn segments_async(
         &mut self,
         segments: &[Segment],
@@ -401,21 +419,17 @@ impl GpuEngine {
         };
         let n = first.tokens.len();
         let commit = first.commit;
-        for (i, segment) in segments.iter().enumerate() {
+        for segment in segments {
             validate_segment(&model, segment)?;
-            let last = i + 1 == segments.len();
-            if segment.tokens.len() != n
-                || (!last && segment.targets.len() != n)
-                || segment.commit != commit
-            {
-                return Err(Error::Text(
-                    "a chunk holds segments of one length, each with every target but the last, all committed or all not".into(),
-                ));
-            }
         }
-        if segments.len() > self.chunk || (!commit && segments.len() > 1) {
+        if segments.windows(2).any(|pair| !joins(&pair[0], &pair[1])) {
+            return Err(Error::Text(
+                "a chunk holds committed segments of one length, each with every target but the last (or one uncommitted segment)".into(),
+            ));
+        }
+        if segments.len() > self.chunk {
             return Err(Error::Text(format!(
-                "a chunk holds at most {} committed segments (or one uncommitted), not {}",
+                "a chunk holds at most {} segments, not {}",
                 self.chunk,
                 segments.len()
             )));

@@ -3,8 +3,10 @@
 //! constants), and a [`Recorder`] that collects a whole segment's dispatches and
 //! records them into one compute pass.
 //!
-//! Every kernel binds a uniform of eight 32-bit words at binding 0 (its shape, in
-//! the order of its `struct Params`) and storage buffers from binding 1 on.
+//! Every kernel binds its parameters at binding 0, a uniform whose Rust struct
+//! ([`EmbedParams`] … [`LossParams`]) is its shader's `struct Params` field for field
+//! (a test compares them), and storage buffers from binding 1 on. Each recording
+//! method documents the shape of every buffer and checks the sizes before binding.
 //! Per-head kernels work on a chunk of segments at once: `segments` segments of `n`
 //! tokens each, stacked row after row.
 
@@ -148,8 +150,59 @@ pub struct Kernels {
 /// Bytes between two ops' parameters in the per-segment uniform buffer (the
 /// WebGPU minimum for `minUniformBufferOffsetAlignment`).
 const PARAMS_STRIDE: u64 = 256;
+/// Bytes bound for each op's parameters: room for the largest `struct Params`.
 const PARAMS_SIZE: u64 = 32;
-type Params = [u32; 8];
+
+/// A kernel's uniform parameters, `#[repr(C)]` like its WGSL `struct Params`.
+pub trait Params: bytemuck::Pod {
+    /// The shaders whose `struct Params` this is, and its fields as written in Rust.
+    const SHADERS: &'static [&'static str];
+    const FIELDS: &'static str;
+}
+
+/// Declares a kernel's parameters; the fields must be those of the shaders' `struct
+/// Params`, in order (checked by a test) and no larger than [`PARAMS_SIZE`].
+macro_rules! params {
+    ($(#[$doc:meta])* $name:ident in $($shader:literal),+ { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $(pub $field: $ty),+
+        }
+        impl Params for $name {
+            const SHADERS: &'static [&'static str] = &[$(shader!($shader)),+];
+            const FIELDS: &'static str = stringify!($($field: $ty),+);
+        }
+        const _: () = assert!(std::mem::size_of::<$name>() <= PARAMS_SIZE as usize);
+    };
+}
+
+params!(EmbedParams in "embed" { n: u32, d_model: u32 });
+params!(RmsNormParams in "rmsnorm" { rows: u32, cols: u32, eps: f32 });
+params!(
+    /// Both matmul shaders, and both with `TRANSPOSE_B`.
+    MatmulParams in "matmul", "matmul_vec4" { m: u32, k: u32, n: u32 }
+);
+params!(RopeParams in "rope" { n: u32, n_heads: u32, head_dim: u32, base: f32, segments: u32 });
+params!(AttentionParams in "attention" { n: u32, n_heads: u32, head_dim: u32, scale: f32, segments: u32 });
+params!(SigmaParams in "sigma_apply" { len: u32 });
+params!(
+    /// `flags`: [`MemoryFlags::bits`]; `first`: the dispatch's first segment in the chunk.
+    MemoryParams in "memory" {
+        n: u32,
+        n_heads: u32,
+        head_dim: u32,
+        flags: u32,
+        segments: u32,
+        segments_written: u32,
+        first: u32,
+    }
+);
+params!(GateMixParams in "gate_mix" { n: u32, n_heads: u32, head_dim: u32, share_offset: u32, segments: u32 });
+params!(SwiGluParams in "swiglu" { len: u32 });
+params!(AddParams in "add" { len: u32 });
+params!(LossParams in "loss" { n: u32, n_targets: u32, vocab: u32 });
 
 impl Kernels {
     /// `simd`: the adapter runs invocations as the SIMD lanes of a CPU (a software
@@ -267,20 +320,6 @@ pub struct Heads {
 }
 
 impl Heads {
-    /// A per-head kernel's parameters: n, n_heads, head_dim, `fourth`, segments, `sixth`.
-    fn params(self, fourth: u32, sixth: u32) -> Params {
-        [
-            u(self.n),
-            u(self.n_heads),
-            u(self.head_dim),
-            fourth,
-            u(self.segments),
-            sixth,
-            0,
-            0,
-        ]
-    }
-
     /// Rows of the chunk: segments · n.
     pub fn rows(self) -> usize {
         self.segments * self.n
@@ -292,11 +331,6 @@ impl Heads {
     }
 }
 
-/// Four leading words, the rest zero.
-fn params4(words: [u32; 4]) -> Params {
-    [words[0], words[1], words[2], words[3], 0, 0, 0, 0]
-}
-
 /// What the memory kernel does besides walking the segments.
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryFlags {
@@ -306,6 +340,75 @@ pub struct MemoryFlags {
     pub delta: bool,
     /// Write the chunk into M and z.
     pub commit: bool,
+}
+
+impl MemoryFlags {
+    /// As shaders/memory.wgsl reads them: READ = 1, DELTA = 2, COMMIT = 4.
+    fn bits(self) -> u32 {
+        self.read as u32 | (self.delta as u32) << 1 | (self.commit as u32) << 2
+    }
+}
+
+/// The buffers of [`Recorder::attention`], all `[rows][n_heads·head_dim]` but `probs`.
+pub struct AttentionBindings<'a> {
+    /// RoPE(Q) and RoPE(K).
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    /// Scratch: softmax weights, `[segment][head][query][key]`.
+    pub probs: &'a wgpu::Buffer,
+    /// A_dot.
+    pub out: &'a wgpu::Buffer,
+}
+
+/// The buffers of [`Recorder::memory`]: Q, K, V, A_mem and the surprise are
+/// `[rows][n_heads·head_dim]`; M is `[head][i][j]`, z `[head][i]`.
+pub struct MemoryBindings<'a> {
+    /// Q and K without RoPE; replaced by σ(Q) and σ(K).
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    pub m: &'a wgpu::Buffer,
+    pub z: &'a wgpu::Buffer,
+    pub a_mem: &'a wgpu::Buffer,
+    /// Scratch: V − what the memory returns for K (the delta rule), else V.
+    pub surprise: &'a wgpu::Buffer,
+}
+
+/// The buffers of [`Recorder::gate_mix`].
+pub struct GateMixBindings<'a> {
+    /// `[rows][n_heads·head_dim]` each.
+    pub a_mem: &'a wgpu::Buffer,
+    pub a_dot: &'a wgpu::Buffer,
+    /// `[n_heads]`: the layer's β.
+    pub beta: &'a wgpu::Buffer,
+    /// A, `[rows][n_heads·head_dim]`.
+    pub out: &'a wgpu::Buffer,
+    /// Memory shares of every layer, `[layer][rows][n_heads]`.
+    pub share: &'a wgpu::Buffer,
+}
+
+/// The buffers of [`Recorder::loss`].
+pub struct LossBindings<'a> {
+    /// `[rows][vocab]`.
+    pub logits: &'a wgpu::Buffer,
+    /// `[n_targets]` token ids.
+    pub targets: &'a wgpu::Buffer,
+    /// `[n_targets]` nats.
+    pub loss: &'a wgpu::Buffer,
+    /// `[rows]` token ids.
+    pub argmax: &'a wgpu::Buffer,
+}
+
+/// Panics unless `buffer` holds `elements` 4-byte values: a wrong shape fails here,
+/// naming the op and the buffer, instead of reading out of bounds on the device.
+fn check(op: Op, name: &str, buffer: &wgpu::Buffer, elements: usize) {
+    assert!(
+        buffer.size() >= 4 * elements as u64,
+        "{op:?}: {name} holds {} bytes, the op needs {} ({elements} values)",
+        buffer.size(),
+        4 * elements
+    );
 }
 
 /// Workgroups for `count` invocations of a 64-wide kernel (or `count` rows of a
@@ -381,10 +484,10 @@ impl<'a> Recorder<'a> {
         self.dispatches = dispatches;
     }
 
-    fn dispatch(
+    fn dispatch<P: Params>(
         &mut self,
         op: Op,
-        params: Params,
+        params: P,
         buffers: &[&'a wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
@@ -393,7 +496,7 @@ impl<'a> Recorder<'a> {
             op.spec(self.kernels.simd).storage.len(),
             "{op:?} bindings"
         );
-        self.params.extend_from_slice(bytemuck::cast_slice(&params));
+        self.params.extend_from_slice(bytemuck::bytes_of(&params));
         self.params.resize(
             self.dispatches.len() * PARAMS_STRIDE as usize + PARAMS_STRIDE as usize,
             0,
@@ -452,7 +555,8 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// x[t] = table[tokens[t]] for n tokens of width d_model.
+    /// x[t] = table[tokens[t]]: `tokens` `[n]` ids, `table` `[vocab][d_model]`,
+    /// `x` `[n][d_model]`.
     pub fn embed(
         &mut self,
         tokens: &'a wgpu::Buffer,
@@ -461,14 +565,22 @@ impl<'a> Recorder<'a> {
         n: usize,
         d_model: usize,
     ) {
+        check(Op::Embed, "tokens", tokens, n);
+        check(Op::Embed, "table", table, d_model);
+        check(Op::Embed, "x", x, n * d_model);
+        let params = EmbedParams {
+            n: u(n),
+            d_model: u(d_model),
+        };
         self.dispatch(
             Op::Embed,
-            params4([u(n), u(d_model), 0, 0]),
+            params,
             &[tokens, table, x],
             groups(u(n * d_model), 64),
         );
     }
 
+    /// y = RMSNorm(x) · w: `x` and `y` `[rows][cols]`, `w` `[cols]`.
     pub fn rmsnorm(
         &mut self,
         x: &'a wgpu::Buffer,
@@ -478,15 +590,18 @@ impl<'a> Recorder<'a> {
         cols: usize,
         eps: f32,
     ) {
-        self.dispatch(
-            Op::RmsNorm,
-            params4([u(rows), u(cols), eps.to_bits(), 0]),
-            &[x, w, y],
-            groups(u(rows), 1),
-        );
+        check(Op::RmsNorm, "x", x, rows * cols);
+        check(Op::RmsNorm, "w", w, cols);
+        check(Op::RmsNorm, "y", y, rows * cols);
+        let params = RmsNormParams {
+            rows: u(rows),
+            cols: u(cols),
+            eps,
+        };
+        self.dispatch(Op::RmsNorm, params, &[x, w, y], groups(u(rows), 1));
     }
 
-    /// c = a [m×k] · b [k×n].
+    /// c = a · b: `a` `[m][k]`, `b` `[k][n]`, `c` `[m][n]`.
     pub fn matmul(
         &mut self,
         a: &'a wgpu::Buffer,
@@ -496,17 +611,15 @@ impl<'a> Recorder<'a> {
         k: usize,
         n: usize,
     ) {
-        let params = params4([u(m), u(k), u(n), 0]);
         let op = if vec4(k, n) {
             Op::MatmulVec4
         } else {
             Op::Matmul
         };
-        let groups = self.kernels.blocks(m, n, op == Op::MatmulVec4);
-        self.dispatch(op, params, &[a, b, c], groups);
+        self.matmul_op(op, [a, b, c], [m, k, n]);
     }
 
-    /// c = a [m×k] · bᵀ with b stored [n×k].
+    /// c = a · bᵀ: `a` `[m][k]`, `b` `[n][k]` (the tied embedding), `c` `[m][n]`.
     pub fn matmul_bt(
         &mut self,
         a: &'a wgpu::Buffer,
@@ -521,39 +634,60 @@ impl<'a> Recorder<'a> {
         } else {
             Op::MatmulBt
         };
-        let groups = self.kernels.blocks(m, n, op == Op::MatmulBtVec4);
-        self.dispatch(op, params4([u(m), u(k), u(n), 0]), &[a, b, c], groups);
+        self.matmul_op(op, [a, b, c], [m, k, n]);
     }
 
+    fn matmul_op(&mut self, op: Op, [a, b, c]: [&'a wgpu::Buffer; 3], [m, k, n]: [usize; 3]) {
+        check(op, "a", a, m * k);
+        check(op, "b", b, k * n);
+        check(op, "c", c, m * n);
+        let vec4 = matches!(op, Op::MatmulVec4 | Op::MatmulBtVec4);
+        let groups = self.kernels.blocks(m, n, vec4);
+        let params = MatmulParams {
+            m: u(m),
+            k: u(k),
+            n: u(n),
+        };
+        self.dispatch(op, params, &[a, b, c], groups);
+    }
+
+    /// y = RoPE(x) per head, positions restarting in every segment: `x` and `y`
+    /// `[rows][n_heads·head_dim]`.
     pub fn rope(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, heads: Heads, base: f32) {
+        check(Op::Rope, "x", x, heads.elements());
+        check(Op::Rope, "y", y, heads.elements());
+        let params = RopeParams {
+            n: u(heads.n),
+            n_heads: u(heads.n_heads),
+            head_dim: u(heads.head_dim),
+            base,
+            segments: u(heads.segments),
+        };
         let count = u(heads.elements() / 2);
-        self.dispatch(
-            Op::Rope,
-            heads.params(base.to_bits(), 0),
-            &[x, y],
-            groups(count, 64),
-        );
+        self.dispatch(Op::Rope, params, &[x, y], groups(count, 64));
     }
 
-    /// Causal attention within each segment; `probs` holds segments·n_heads·n·n scratch floats.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &mut self,
-        q: &'a wgpu::Buffer,
-        k: &'a wgpu::Buffer,
-        v: &'a wgpu::Buffer,
-        probs: &'a wgpu::Buffer,
-        out: &'a wgpu::Buffer,
-        heads: Heads,
-    ) {
+    /// A_dot: causal attention within each segment (shapes: [`AttentionBindings`]).
+    pub fn attention(&mut self, b: AttentionBindings<'a>, heads: Heads) {
         let Heads {
             n,
             segments,
             n_heads,
             head_dim,
         } = heads;
-        let params = heads.params((1.0 / (head_dim as f32).sqrt()).to_bits(), 0);
-        let buffers = [q, k, v, probs, out];
+        let op = Op::AttentionScores;
+        for (name, buffer) in [("q", b.q), ("k", b.k), ("v", b.v), ("out", b.out)] {
+            check(op, name, buffer, heads.elements());
+        }
+        check(op, "probs", b.probs, segments * n_heads * n * n);
+        let params = AttentionParams {
+            n: u(n),
+            n_heads: u(n_heads),
+            head_dim: u(head_dim),
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            segments: u(segments),
+        };
+        let buffers = [b.q, b.k, b.v, b.probs, b.out];
         self.dispatch(
             Op::AttentionScores,
             params,
@@ -574,73 +708,89 @@ impl<'a> Recorder<'a> {
         );
     }
 
-    /// The memory through a chunk, segment by segment: A_mem (0 without memory or
-    /// unless `flags.read`) into `a_mem`, V − R (R the delta rule's retrieval, else
-    /// 0) into the scratch `surprise`, then, if `flags.commit`, M += σ(K)ᵀ(V − R)
-    /// and z += Σσ(K).
-    /// `written` is how many segments the memory already holds. Q and K are
-    /// replaced by σ(Q) and σ(K) on the way.
-    #[allow(clippy::too_many_arguments)]
+    /// The memory through a chunk, segment by segment (shapes: [`MemoryBindings`]):
+    /// A_mem (0 unless `flags.read` and the memory holds something), the surprise,
+    /// then, if `flags.commit`, M += σ(K)ᵀ·surprise and z += Σσ(K).
+    /// `segments_written` is how many segments the memory already holds.
     pub fn memory(
         &mut self,
-        [q, k, v]: [&'a wgpu::Buffer; 3],
-        m: &'a wgpu::Buffer,
-        z: &'a wgpu::Buffer,
-        a_mem: &'a wgpu::Buffer,
-        surprise: &'a wgpu::Buffer,
+        b: MemoryBindings<'a>,
         heads: Heads,
         flags: MemoryFlags,
-        written: usize,
+        segments_written: usize,
     ) {
-        let bits = flags.read as u32 | (flags.delta as u32) << 1 | (flags.commit as u32) << 2;
         let len = heads.elements();
+        let per_head = heads.n_heads * heads.head_dim;
+        for (name, buffer) in [
+            ("q", b.q),
+            ("k", b.k),
+            ("v", b.v),
+            ("a_mem", b.a_mem),
+            ("surprise", b.surprise),
+        ] {
+            check(Op::Memory, name, buffer, len);
+        }
+        check(Op::Memory, "m", b.m, per_head * heads.head_dim);
+        check(Op::Memory, "z", b.z, per_head);
         self.dispatch(
             Op::Sigma,
-            params4([u(len), 0, 0, 0]),
-            &[q, k],
+            SigmaParams { len: u(len) },
+            &[b.q, b.k],
             groups(u(len), 64),
         );
         // Lavapipe stops an invocation's loops after 65,535 iterations in all
         // (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: a long chunk is walked
         // in several dispatches that each stay under that.
         let per_walk = (WALK_LOOP_BUDGET / walk_iterations(heads.n, heads.head_dim)).max(1);
-        for from in (0..heads.segments).step_by(per_walk) {
-            let walk = Heads {
-                segments: per_walk.min(heads.segments - from),
-                ..heads
+        for first in (0..heads.segments).step_by(per_walk) {
+            let params = MemoryParams {
+                n: u(heads.n),
+                n_heads: u(heads.n_heads),
+                head_dim: u(heads.head_dim),
+                flags: flags.bits(),
+                segments: u(per_walk.min(heads.segments - first)),
+                segments_written: u(segments_written + first),
+                first: u(first),
             };
-            let mut params = walk.params(bits, u(written + from));
-            params[6] = u(from);
             self.dispatch(
                 Op::Memory,
                 params,
-                &[q, k, v, m, z, a_mem, surprise],
+                &[b.q, b.k, b.v, b.m, b.z, b.a_mem, b.surprise],
                 [u(heads.n_heads), 1, 1],
             );
         }
     }
 
-    /// A = g·A_mem + (1−g)·A_dot; memory shares go to `share[share_offset..][t][head]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gate_mix(
-        &mut self,
-        a_mem: &'a wgpu::Buffer,
-        a_dot: &'a wgpu::Buffer,
-        beta: &'a wgpu::Buffer,
-        out: &'a wgpu::Buffer,
-        share: &'a wgpu::Buffer,
-        share_offset: usize,
-        heads: Heads,
-    ) {
-        let count = groups(u(heads.rows() * heads.n_heads), 64);
+    /// A = g·A_mem + (1−g)·A_dot, g = sigmoid(β); memory shares go to
+    /// `share[share_offset..]` as `[rows][n_heads]` (shapes: [`GateMixBindings`]).
+    pub fn gate_mix(&mut self, b: GateMixBindings<'a>, share_offset: usize, heads: Heads) {
+        let op = Op::GateMix;
+        for (name, buffer) in [("a_mem", b.a_mem), ("a_dot", b.a_dot), ("out", b.out)] {
+            check(op, name, buffer, heads.elements());
+        }
+        check(op, "beta", b.beta, heads.n_heads);
+        check(
+            op,
+            "share",
+            b.share,
+            share_offset + heads.rows() * heads.n_heads,
+        );
+        let params = GateMixParams {
+            n: u(heads.n),
+            n_heads: u(heads.n_heads),
+            head_dim: u(heads.head_dim),
+            share_offset: u(share_offset),
+            segments: u(heads.segments),
+        };
         self.dispatch(
-            Op::GateMix,
-            heads.params(u(share_offset), 0),
-            &[a_mem, a_dot, beta, out, share],
-            count,
+            op,
+            params,
+            &[b.a_mem, b.a_dot, b.beta, b.out, b.share],
+            groups(u(heads.rows() * heads.n_heads), 64),
         );
     }
 
+    /// out = silu(gate) · up: all three `[len]`.
     pub fn swiglu(
         &mut self,
         gate: &'a wgpu::Buffer,
@@ -648,38 +798,72 @@ impl<'a> Recorder<'a> {
         out: &'a wgpu::Buffer,
         len: usize,
     ) {
-        self.dispatch(
-            Op::SwiGlu,
-            params4([u(len), 0, 0, 0]),
-            &[gate, up, out],
-            groups(u(len), 64),
-        );
+        for (name, buffer) in [("gate", gate), ("up", up), ("out", out)] {
+            check(Op::SwiGlu, name, buffer, len);
+        }
+        let params = SwiGluParams { len: u(len) };
+        self.dispatch(Op::SwiGlu, params, &[gate, up, out], groups(u(len), 64));
     }
 
-    /// x += y.
+    /// x += y: both `[len]`.
     pub fn add(&mut self, x: &'a wgpu::Buffer, y: &'a wgpu::Buffer, len: usize) {
-        let params = params4([u(len), 0, 0, 0]);
+        check(Op::Add, "x", x, len);
+        check(Op::Add, "y", y, len);
+        let params = AddParams { len: u(len) };
         self.dispatch(Op::Add, params, &[x, y], groups(u(len), 64));
     }
 
-    /// Argmax of each of n rows, and the cross-entropy of the first n_targets.
-    #[allow(clippy::too_many_arguments)]
-    pub fn loss(
-        &mut self,
-        logits: &'a wgpu::Buffer,
-        targets: &'a wgpu::Buffer,
-        loss: &'a wgpu::Buffer,
-        argmax: &'a wgpu::Buffer,
-        n: usize,
-        n_targets: usize,
-        vocab: usize,
-    ) {
-        let params = params4([u(n), u(n_targets), u(vocab), 0]);
+    /// The argmax of each of `n` rows, and the cross-entropy of the first
+    /// `n_targets` (shapes: [`LossBindings`]).
+    pub fn loss(&mut self, b: LossBindings<'a>, n: usize, n_targets: usize, vocab: usize) {
+        check(Op::Loss, "logits", b.logits, n * vocab);
+        check(Op::Loss, "targets", b.targets, n_targets);
+        check(Op::Loss, "loss", b.loss, n_targets);
+        check(Op::Loss, "argmax", b.argmax, n);
+        let params = LossParams {
+            n: u(n),
+            n_targets: u(n_targets),
+            vocab: u(vocab),
+        };
         self.dispatch(
             Op::Loss,
             params,
-            &[logits, targets, loss, argmax],
+            &[b.logits, b.targets, b.loss, b.argmax],
             groups(u(n), 1),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of a shader's `struct Params`, without spaces.
+    fn wgsl_fields(source: &str) -> String {
+        let start = source.find("struct Params {").expect("a struct Params") + 15;
+        let end = start + source[start..].find('}').expect("its end");
+        source[start..end].split_whitespace().collect::<String>()
+    }
+
+    fn same_as_wgsl<P: Params>() {
+        let rust: String = P::FIELDS.split_whitespace().collect();
+        for source in P::SHADERS {
+            assert_eq!(rust, wgsl_fields(source).trim_end_matches(','));
+        }
+    }
+
+    #[test]
+    fn params_are_ordered_like_their_shaders() {
+        same_as_wgsl::<EmbedParams>();
+        same_as_wgsl::<RmsNormParams>();
+        same_as_wgsl::<MatmulParams>();
+        same_as_wgsl::<RopeParams>();
+        same_as_wgsl::<AttentionParams>();
+        same_as_wgsl::<SigmaParams>();
+        same_as_wgsl::<MemoryParams>();
+        same_as_wgsl::<GateMixParams>();
+        same_as_wgsl::<SwiGluParams>();
+        same_as_wgsl::<AddParams>();
+        same_as_wgsl::<LossParams>();
     }
 }

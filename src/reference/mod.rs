@@ -1,0 +1,264 @@
+//! The CPU reference: the model of docs/DESIGN.md §1 in plain Rust, streaming a
+//! chunk of segments per call. It is the golden model every GPU kernel is tested
+//! against, and the fallback where no GPU adapter exists.
+//!
+//! [`ops`] holds one function per op; this file strings them into a layer that reads
+//! like the formulas (an attention block and an MLP block on a residual stream).
+//! Speed without a second code path: the row-wise products see all the chunk's rows
+//! at once ([`numerics`], on every core natively) and each head walks the segments on
+//! a thread of its own ([`threads`]).
+
+mod numerics;
+mod ops;
+mod threads;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use ops::*;
+
+use crate::segment::validate_segment;
+use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
+use crate::weights::LayerWeights;
+use crate::{Error, Model};
+use threads::parallel_map;
+
+/// The CPU engine: the model plus its memory state.
+pub struct Reference {
+    model: Arc<Model>,
+    options: RunOptions,
+    memory: Vec<LayerMemory>,
+    segments_written: usize,
+    /// RoPE's rotations for a whole segment, computed once.
+    rotations: Vec<(f32, f32)>,
+}
+
+/// A call's segments and the rows each one owns among all their tokens.
+struct Chunk<'a> {
+    segments: &'a [Segment],
+    spans: Vec<Range<usize>>,
+    rows: usize,
+}
+
+/// What a layer's attention block leaves: its output (before the residual add), the
+/// layer's memory after the chunk and each head's memory share per row.
+struct Attention {
+    out: Vec<f32>,
+    memory: LayerMemory,
+    /// `[head][row]`.
+    share: Vec<Vec<f32>>,
+}
+
+impl Reference {
+    pub fn new(model: Arc<Model>, options: RunOptions) -> Self {
+        let c = &model.config;
+        let memory = vec![LayerMemory::zeros(c.n_heads, c.head_dim); c.n_layers];
+        Self {
+            rotations: rotations(c.segment_len, c.head_dim, c.rope_base),
+            model,
+            options,
+            memory,
+            segments_written: 0,
+        }
+    }
+
+    /// Forgets everything read so far.
+    pub fn reset(&mut self) {
+        let c = &self.model.config;
+        self.memory = vec![LayerMemory::zeros(c.n_heads, c.head_dim); c.n_layers];
+        self.segments_written = 0;
+    }
+
+    pub fn memory(&self) -> &[LayerMemory] {
+        &self.memory
+    }
+
+    /// Continues from a state read out of another engine.
+    pub fn restore(&mut self, memory: Vec<LayerMemory>, segments_written: usize) {
+        self.memory = memory;
+        self.segments_written = segments_written;
+    }
+
+    /// Runs one segment through every layer: read memory, then (if `commit`) write it.
+    pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
+        let mut outputs = self.segments(std::slice::from_ref(segment), taps)?;
+        Ok(outputs.pop().expect("one output per segment"))
+    }
+
+    /// Runs consecutive segments as [`Self::segment`] would one after another, but
+    /// every row-wise op (norms, projections, MLP, logits) takes all their tokens at
+    /// once, so the products are large; attention and the memory go segment by
+    /// segment, in order. The memory is tapped after the last segment only.
+    pub fn segments(
+        &mut self,
+        segments: &[Segment],
+        taps: Taps,
+    ) -> Result<Vec<SegmentOutput>, Error> {
+        for segment in segments {
+            validate_segment(&self.model, segment)?;
+        }
+        let model = Arc::clone(&self.model);
+        let c = &model.config;
+        let mut spans = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let start = spans.last().map_or(0, |s: &Range<usize>| s.end);
+            spans.push(start..start + segment.tokens.len());
+        }
+        let rows = spans.last().map_or(0, |s| s.end);
+        let chunk = Chunk {
+            segments,
+            spans,
+            rows,
+        };
+        let tokens: Vec<u32> = segments.iter().flat_map(|s| s.tokens.clone()).collect();
+        // `[segment][layer][t][head]`, as SegmentOutput::memory_share.
+        let mut shares = vec![Vec::new(); segments.len()];
+
+        let mut x = embed(&model.weights.embed, &tokens, c.d_model);
+        for (l, layer) in model.weights.layers.iter().enumerate() {
+            let attention = self.attention_block(layer, &self.memory[l], &x, &chunk);
+            add(&mut x, &attention.out);
+            let mlp = self.mlp_block(layer, &x, rows);
+            add(&mut x, &mlp);
+
+            self.memory[l] = attention.memory;
+            for (share, span) in shares.iter_mut().zip(&chunk.spans) {
+                let heads = &attention.share;
+                share.extend(span.clone().flat_map(|t| heads.iter().map(move |h| h[t])));
+            }
+        }
+        self.segments_written += segments.iter().filter(|s| s.commit).count();
+        Ok(self.readout(&x, &chunk, shares, taps))
+    }
+
+    /// A = g·A_mem + (1 − g)·A_dot per head over RMSNorm(x), projected by W_O; the
+    /// memory read before each segment's write.
+    fn attention_block(
+        &self,
+        layer: &LayerWeights,
+        memory: &LayerMemory,
+        x: &[f32],
+        chunk: &Chunk,
+    ) -> Attention {
+        let c = &self.model.config;
+        let (dm, h, d, rows) = (c.d_model, c.n_heads, c.head_dim, chunk.rows);
+        let xn = rmsnorm(x, &layer.attn_norm, c.norm_eps);
+        let q = matmul(&xn, &layer.wq, rows, dm, dm);
+        let k = matmul(&xn, &layer.wk, rows, dm, dm);
+        let v = matmul(&xn, &layer.wv, rows, dm, dm);
+        // Heads are independent from the projections to the gate: each walks the
+        // segments in order with its own part of the memory, on a core of its own.
+        let heads = parallel_map(rows, h, |head| {
+            let columns = |x: &[f32]| head_columns(x, head, h, d);
+            let qkv = [columns(&q), columns(&k), columns(&v)];
+            self.head(qkv, memory.head(head, d), layer.beta[head], chunk)
+        });
+        let mut a = vec![0.0; rows * dm];
+        let mut memory = memory.clone();
+        let mut share = Vec::with_capacity(h);
+        for (head, (a_head, head_share, head_memory)) in heads.into_iter().enumerate() {
+            for (row, a_t) in a.chunks_exact_mut(dm).zip(a_head.chunks_exact(d)) {
+                row[head * d..(head + 1) * d].copy_from_slice(a_t);
+            }
+            memory.set_head(head, &head_memory);
+            share.push(head_share);
+        }
+        Attention {
+            out: matmul(&a, &layer.wo, rows, dm, dm),
+            memory,
+            share,
+        }
+    }
+
+    /// One head through the chunk, segment by segment: its A `[rows][d]`, memory
+    /// share per row and memory after the last write.
+    fn head(
+        &self,
+        [q, k, v]: [Vec<f32>; 3],
+        mut memory: LayerMemory,
+        beta: f32,
+        chunk: &Chunk,
+    ) -> (Vec<f32>, Vec<f32>, LayerMemory) {
+        let d = self.model.config.head_dim;
+        let (mut a, mut share) = (Vec::with_capacity(chunk.rows * d), Vec::new());
+        let mut segments_written = self.segments_written;
+        for (segment, span) in chunk.segments.iter().zip(&chunk.spans) {
+            let own = span.start * d..span.end * d;
+            let (q, k, v) = (&q[own.clone()], &k[own.clone()], &v[own]);
+            let a_dot = attention(
+                &rotate(q, &self.rotations, 1, d),
+                &rotate(k, &self.rotations, 1, d),
+                v,
+                1,
+                d,
+            );
+            let has_memory = segments_written > 0;
+            let read_memory = has_memory && self.options.memory == MemoryMode::On;
+            let a_mem = memory_read(q, &memory, 1, d, read_memory);
+            if segment.commit {
+                let rule = self.options.update_rule;
+                memory_write(k, v, &mut memory, 1, d, rule, has_memory);
+                segments_written += 1;
+            }
+            let (mixed, segment_share) = gate_mix(&a_mem, &a_dot, &[beta], d);
+            a.extend(mixed);
+            share.extend(segment_share);
+        }
+        (a, share, memory)
+    }
+
+    /// SwiGLU over RMSNorm(x): (silu(x·W_gate) ⊙ x·W_up)·W_down.
+    fn mlp_block(&self, layer: &LayerWeights, x: &[f32], rows: usize) -> Vec<f32> {
+        let c = &self.model.config;
+        let (dm, f) = (c.d_model, c.mlp_hidden);
+        let xn = rmsnorm(x, &layer.mlp_norm, c.norm_eps);
+        let hidden = swiglu(
+            &matmul(&xn, &layer.w_gate, rows, dm, f),
+            &matmul(&xn, &layer.w_up, rows, dm, f),
+        );
+        matmul(&hidden, &layer.w_down, rows, f, dm)
+    }
+
+    /// The taps of every segment out of the last layer's x: logits against the tied
+    /// embedding, and the loss and argmax only when tapped (an exp per logit).
+    fn readout(
+        &self,
+        x: &[f32],
+        chunk: &Chunk,
+        shares: Vec<Vec<f32>>,
+        taps: Taps,
+    ) -> Vec<SegmentOutput> {
+        let weights = &self.model.weights;
+        let (dm, vocab) = (self.model.config.d_model, self.model.config.vocab_size);
+        let norm_eps = self.model.config.norm_eps;
+        let logits = matmul_bt(
+            &rmsnorm(x, &weights.final_norm, norm_eps),
+            &weights.embed,
+            chunk.rows,
+            dm,
+            vocab,
+        );
+        let logits_of = |span: &Range<usize>| &logits[span.start * vocab..span.end * vocab];
+        let losses = parallel_map(chunk.rows, chunk.segments.len(), |i| {
+            taps.loss.then(|| {
+                let targets = &chunk.segments[i].targets;
+                cross_entropy(logits_of(&chunk.spans[i]), vocab, targets)
+            })
+        });
+        let last = chunk.segments.len().saturating_sub(1);
+        let outputs = chunk.spans.iter().zip(shares).zip(losses).enumerate();
+        outputs
+            .map(|(i, ((span, share), loss))| {
+                let (loss, argmax) = loss.unzip();
+                SegmentOutput {
+                    n_tokens: span.len(),
+                    loss,
+                    argmax,
+                    logits: taps.logits.then(|| logits_of(span).to_vec()),
+                    memory: (taps.memory && i == last).then(|| self.memory.clone()),
+                    memory_share: taps.memory_share.then_some(share),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,123 @@
+//! The CPU reference's numeric kernels: strided products on matrixmultiply, folds
+//! in eight lanes and an exp of its own, so that the hot loops vectorize. Each
+//! computes exactly what its plain formula says; only the order of the sums differs.
+
+/// `c [m×n] = a [m×k] · b [k×n]`, or `c += a · b` when `accumulate`. Each matrix is a
+/// slice with its row and column strides (c's columns are contiguous), so a head's
+/// columns of an activation or a transposed view can be used in place.
+#[allow(clippy::type_complexity)]
+pub(super) fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: (&mut [f32], usize),
+    accumulate: bool,
+) {
+    // The last element each matrix touches must lie inside its slice.
+    let end =
+        |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs + 1;
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    assert!(a.0.len() >= end(m, k, a.1, a.2));
+    assert!(b.0.len() >= end(k, n, b.1, b.2));
+    assert!(c.0.len() >= end(m, n, c.1, 1));
+    // SAFETY: the asserts above keep every index sgemm touches inside a, b and c.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.0.as_ptr(),
+            a.1 as isize,
+            a.2 as isize,
+            b.0.as_ptr(),
+            b.1 as isize,
+            b.2 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            c.0.as_mut_ptr(),
+            c.1 as isize,
+            1,
+        );
+    }
+}
+
+/// Σ aᵢbᵢ, summed in eight interleaved lanes so that it vectorizes.
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Folds `row` in eight interleaved lanes (then the tail into lane 0): independent
+/// accumulators the compiler can keep in one SIMD register, where a single
+/// accumulator would chain every step on the last.
+pub(super) fn lanes(row: &[f32], init: f32, step: impl Fn(f32, f32) -> f32) -> [f32; 8] {
+    let mut acc = [init; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = step(*a, v);
+        }
+    }
+    acc[0] = tail.iter().fold(acc[0], |a, &v| step(a, v));
+    acc
+}
+
+/// e^x for x ≤ 0 (a softmax term after subtracting the row's max), relative error
+/// below 3e-7, in plain arithmetic so that a loop over the vocabulary vectorizes
+/// (libm's expf is a call per element): e^x = 2^n · e^r with n = round(x / ln 2),
+/// |r| ≤ ln 2 / 2 and e^r by its Taylor series to r⁶. Below −87, 2^n would leave
+/// the normal range; e^−87 ≈ 1.6e−38 adds nothing to a sum that holds e^0 = 1.
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI = 355/512 so that n · LN2_HI is exact.
+    const LN2_HI: f32 = 355.0 / 512.0;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    let x = x.max(-87.0);
+    // t's low mantissa bits hold n (+ 2²² from ROUND, which the shift below drops).
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    // 2^n from its exponent bits; integer ops only, which vectorize where `n as i32` does not.
+    p * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_nonpositive;
+
+    #[test]
+    fn exp_nonpositive_is_within_3e7_of_libm() {
+        let mut worst = 0.0f32;
+        for i in 0..=1_000_000 {
+            let x = -90.0 * i as f32 / 1e6;
+            let (want, got) = (x.exp(), exp_nonpositive(x));
+            if x >= -87.0 {
+                worst = worst.max(((got - want) / want).abs());
+            } else {
+                assert!(got <= 1.7e-38, "e^{x} = {got}");
+            }
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+}

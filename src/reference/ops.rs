@@ -1,0 +1,293 @@
+//! The model's ops on the CPU, one plain function per op (docs/DESIGN.md §1), each
+//! the golden version of a WGSL kernel. Layouts: activations are `[t][d_model]`
+//! row-major, head `h` owning columns `h·d .. (h+1)·d`; a layer's memory M is
+//! `[head][i][j]` and z is `[head][i]`.
+
+use super::numerics::{dot, exp_nonpositive, gemm, lanes};
+use crate::taps::LayerMemory;
+use crate::UpdateRule;
+
+/// Lower clamp of the memory read's denominator σ(q)·z (docs/DESIGN.md §1.3).
+pub const MEMORY_EPS: f32 = 1e-6;
+
+/// `a [m×k] · b [k×n]`.
+pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    gemm(m, k, n, (a, k, 1), (b, n, 1), (&mut c, n), false);
+    c
+}
+
+/// `a [m×k] · bᵀ` where `b` is `[n×k]` (the tied output projection).
+pub fn matmul_bt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    gemm(m, k, n, (a, k, 1), (b, 1, k), (&mut c, n), false);
+    c
+}
+
+pub fn embed(table: &[f32], tokens: &[u32], d_model: usize) -> Vec<f32> {
+    let mut x = Vec::with_capacity(tokens.len() * d_model);
+    for &t in tokens {
+        x.extend_from_slice(&table[t as usize * d_model..(t as usize + 1) * d_model]);
+    }
+    x
+}
+
+/// y = x / √(mean(x²) + ε) · w, row by row.
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let cols = w.len();
+    let mut y = x.to_vec();
+    for row in y.chunks_exact_mut(cols) {
+        let r = 1.0 / (dot(row, row) / cols as f32 + eps).sqrt();
+        row.iter_mut().zip(w).for_each(|(v, g)| *v = *v * r * g);
+    }
+    y
+}
+
+/// Rotary position embedding (rotate-half pairing: i with i + d/2), positions 0..n
+/// within the segment.
+pub fn rope(x: &[f32], n_heads: usize, head_dim: usize, base: f32) -> Vec<f32> {
+    let rows = x.len() / (n_heads * head_dim);
+    rotate(x, &rotations(rows, head_dim, base), n_heads, head_dim)
+}
+
+/// RoPE's (sin, cos) per position `0..rows` and pair `0..d/2`, the same for every head.
+pub fn rotations(rows: usize, head_dim: usize, base: f32) -> Vec<(f32, f32)> {
+    let frequencies: Vec<f32> = (0..head_dim / 2)
+        .map(|i| base.powf(-((2 * i) as f32) / head_dim as f32))
+        .collect();
+    (0..rows)
+        .flat_map(|t| frequencies.iter().map(move |f| (t as f32 * f).sin_cos()))
+        .collect()
+}
+
+/// [`rope`] with its rotations computed beforehand (for at least as many rows as `x`).
+pub fn rotate(x: &[f32], rotations: &[(f32, f32)], n_heads: usize, head_dim: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut y = x.to_vec();
+    for (row, rotations) in y
+        .chunks_exact_mut(n_heads * head_dim)
+        .zip(rotations.chunks_exact(half))
+    {
+        for head in row.chunks_exact_mut(head_dim) {
+            for (i, &(sin, cos)) in rotations.iter().enumerate() {
+                let (a, b) = (head[i], head[i + half]);
+                head[i] = a * cos - b * sin;
+                head[i + half] = a * sin + b * cos;
+            }
+        }
+    }
+    y
+}
+
+/// Causal softmax attention within the segment: A_dot = softmax(QKᵀ/√d) V.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, head_dim: usize) -> Vec<f32> {
+    let dm = n_heads * head_dim;
+    let n = q.len() / dm;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut out = vec![0.0; n * dm];
+    let mut p = vec![0.0f32; n];
+    for h in 0..n_heads {
+        let col = h * head_dim;
+        for t in 0..n {
+            let qt = &q[t * dm + col..t * dm + col + head_dim];
+            for s in 0..=t {
+                p[s] = dot(qt, &k[s * dm + col..s * dm + col + head_dim]) * scale;
+            }
+            let max = p[..=t].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for ps in &mut p[..=t] {
+                *ps = exp_nonpositive(*ps - max);
+                sum += *ps;
+            }
+            let o = &mut out[t * dm + col..t * dm + col + head_dim];
+            for s in 0..=t {
+                let w = p[s] / sum;
+                for (oj, vj) in o.iter_mut().zip(&v[s * dm + col..s * dm + col + head_dim]) {
+                    *oj += w * vj;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// σ(x) = ELU(x) + 1: positive, so memory reads are convex mixtures of stored values.
+pub fn sigma(x: f32) -> f32 {
+    if x > 0.0 {
+        x + 1.0
+    } else {
+        exp_nonpositive(x)
+    }
+}
+
+/// A_mem = σ(Q) M / (σ(Q) z) per head; exactly 0 where there is no memory yet.
+/// `q` is used without position encoding.
+pub fn memory_read(
+    q: &[f32],
+    mem: &LayerMemory,
+    n_heads: usize,
+    head_dim: usize,
+    has_memory: bool,
+) -> Vec<f32> {
+    let (d, dm) = (head_dim, n_heads * head_dim);
+    let n = q.len() / dm;
+    let mut out = vec![0.0; q.len()];
+    if !has_memory {
+        return out;
+    }
+    for h in 0..n_heads {
+        let sq = sigma_of_head(q, h, n_heads, d);
+        let (m, z) = (
+            &mem.m[h * d * d..(h + 1) * d * d],
+            &mem.z[h * d..(h + 1) * d],
+        );
+        // Numerators σ(Q)M straight into this head's columns, then each row ÷ σ(q)·z.
+        gemm(
+            n,
+            d,
+            d,
+            (&sq, d, 1),
+            (m, d, 1),
+            (&mut out[h * d..], dm),
+            false,
+        );
+        for (sq_t, out_t) in sq.chunks_exact(d).zip(out.chunks_exact_mut(dm)) {
+            let den = dot(sq_t, z).max(MEMORY_EPS);
+            out_t[h * d..(h + 1) * d].iter_mut().for_each(|x| *x /= den);
+        }
+    }
+    out
+}
+
+/// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`.
+pub(super) fn head_columns(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
+    let mut columns = Vec::with_capacity(x.len() / n_heads);
+    for row in x.chunks_exact(n_heads * d) {
+        columns.extend_from_slice(&row[h * d..(h + 1) * d]);
+    }
+    columns
+}
+
+/// σ of head `h`'s columns of `x`, as `[t][d]`.
+fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
+    let mut columns = head_columns(x, h, n_heads, d);
+    columns.iter_mut().for_each(|v| *v = sigma(*v));
+    columns
+}
+
+/// Writes a segment into memory. Linear: M += σ(K)ᵀV. Delta: M += σ(K)ᵀ(V − σ(K)M/(σ(K)z)),
+/// so a binding already stored adds nothing. Both: z += Σ_t σ(K_t).
+pub fn memory_write(
+    k: &[f32],
+    v: &[f32],
+    mem: &mut LayerMemory,
+    n_heads: usize,
+    head_dim: usize,
+    rule: UpdateRule,
+    has_memory: bool,
+) {
+    let (d, dm) = (head_dim, n_heads * head_dim);
+    let n = k.len() / dm;
+    let values = match rule {
+        UpdateRule::Linear => v.to_vec(),
+        UpdateRule::Delta => {
+            let retrieved = memory_read(k, mem, n_heads, head_dim, has_memory);
+            v.iter().zip(&retrieved).map(|(a, b)| a - b).collect()
+        }
+    };
+    for h in 0..n_heads {
+        let sk = sigma_of_head(k, h, n_heads, d);
+        // σ(K)ᵀ is σ(K) read with its strides swapped.
+        let m = &mut mem.m[h * d * d..(h + 1) * d * d];
+        gemm(
+            d,
+            n,
+            d,
+            (&sk, 1, d),
+            (&values[h * d..], dm, 1),
+            (m, d),
+            true,
+        );
+        for sk_t in sk.chunks_exact(d) {
+            mem.z[h * d..(h + 1) * d]
+                .iter_mut()
+                .zip(sk_t)
+                .for_each(|(z, s)| *z += s);
+        }
+    }
+}
+
+/// A = g·A_mem + (1−g)·A_dot with g = sigmoid(β) per head; also returns each
+/// token's memory share per head, `[t][head]`.
+pub fn gate_mix(
+    a_mem: &[f32],
+    a_dot: &[f32],
+    beta: &[f32],
+    head_dim: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let n_heads = beta.len();
+    let mut out = vec![0.0; a_mem.len()];
+    let mut share = Vec::with_capacity(a_mem.len() / head_dim);
+    for (idx, (m, l)) in a_mem
+        .chunks_exact(head_dim)
+        .zip(a_dot.chunks_exact(head_dim))
+        .enumerate()
+    {
+        let g = crate::gate::sigmoid(beta[idx % n_heads]);
+        let (mut norm_m, mut norm_l) = (0.0f32, 0.0f32);
+        for j in 0..head_dim {
+            let (gm, gl) = (g * m[j], (1.0 - g) * l[j]);
+            out[idx * head_dim + j] = gm + gl;
+            norm_m += gm * gm;
+            norm_l += gl * gl;
+        }
+        let (norm_m, norm_l) = (norm_m.sqrt(), norm_l.sqrt());
+        share.push(if norm_m + norm_l > 0.0 {
+            norm_m / (norm_m + norm_l)
+        } else {
+            0.0
+        });
+    }
+    (out, share)
+}
+
+/// SwiGLU's gating: silu(gate) · up, silu(g) = g · sigmoid(g).
+pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    gate.iter()
+        .zip(up)
+        .map(|(&g, u)| {
+            // sigmoid from e^−|g| ≤ 1, which cannot overflow for either sign of g.
+            let e = exp_nonpositive(-g.abs());
+            let sigmoid = if g >= 0.0 {
+                1.0 / (1.0 + e)
+            } else {
+                e / (1.0 + e)
+            };
+            g * sigmoid * u
+        })
+        .collect()
+}
+
+pub fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// Per position: cross-entropy against `targets` (for the first `targets.len()`
+/// positions) and the argmax (for all; ties go to the lowest id).
+pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[u32]) -> (Vec<f32>, Vec<u32>) {
+    let mut loss = Vec::with_capacity(targets.len());
+    let mut argmax = Vec::new();
+    for (t, row) in logits.chunks_exact(vocab).enumerate() {
+        let max = lanes(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m })
+            .into_iter()
+            .fold(f32::NEG_INFINITY, f32::max);
+        argmax.push(row.iter().position(|&v| v == max).unwrap_or(0) as u32);
+        if let Some(&target) = targets.get(t) {
+            let sum: f32 = lanes(row, 0.0, |sum, v| sum + exp_nonpositive(v - max))
+                .iter()
+                .sum();
+            loss.push(sum.ln() + max - row[target as usize]);
+        }
+    }
+    (loss, argmax)
+}
