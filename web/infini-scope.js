@@ -8,8 +8,8 @@
 //   <script type="module" src="infini-scope.js"></script>
 //   <infini-scope model="models/infini-tiny/" autorun></infini-scope>
 
-import init, { Session, WebModel } from "./infiniscope.js";
-import { absQuantile, bytes, gateColour, heatmap, lineChart, norm, shareColour } from "./panels.js";
+import init, { Session, WebModel, bytes } from "./infiniscope.js";
+import { absQuantile, gateColour, heatmap, lineChart, norm, shareColour } from "./panels.js";
 
 const DEFAULT_MODEL = new URL("models/infini-tiny/", import.meta.url).href;
 const PANELS = ["gates", "memory", "text", "footprint", "loss"];
@@ -120,7 +120,7 @@ const TEMPLATE = `
 <div class="note"></div>
 <div class="error" role="alert"></div>
 <div class="grid">
-  <section data-panel="gates"><h3>Gates g = σ(β) per layer × head</h3>
+  <section data-panel="gates"><h3>Gates g = sigmoid(β) per layer × head</h3>
     <table class="gates"></table>
     <div class="legend">local <span class="bar"></span> memory · <span class="counts"></span></div>
     <div class="info gate-info">Hover a head for its gate and mean memory share.</div>

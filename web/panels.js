@@ -109,17 +109,6 @@ export function lineChart(svg, series, { width = 360, height = 120, yLabel = "",
   }
 }
 
-/** "1.2 KB", "3.4 MB": bytes for people. */
-export function bytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
-
 /** Frobenius norm of `len` values from `offset`. */
 export function norm(values, offset, len) {
   let s = 0;

@@ -72,8 +72,8 @@ test("the page reads a pasted text on WebGPU and shows the CLI's numbers", async
   assert.ok(drawn.normLines > 0 && drawn.lossLines > 0, "norm and loss charts drawn");
   assert.equal(drawn.text, TEXT, "the text panel shows exactly the text");
   assert.ok(drawn.tinted > 0, "tokens tinted by memory share");
-  assert.match(drawn.memory, /KB/);
-  assert.match(drawn.kv, /KB/);
+  assert.match(drawn.memory, /KiB/);
+  assert.match(drawn.kv, /KiB/);
   assert.match(drawn.status, new RegExp(`${cli.tokens} / ~${cli.tokens} tokens`));
   assert.deepEqual(page.problems, []);
   await page.close();
