@@ -2,7 +2,7 @@
 //! infiniscope's CPU reference (`src/reference.rs`), batched, with gradients flowing
 //! through the memory M and z across every segment of a training sequence.
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu, sigmoid, silu, softmax};
 use burn::tensor::{Bool, Int, TensorData};
@@ -137,7 +137,7 @@ impl InfiniModel {
     }
 
     /// The gate parameters, which get their own learning rate and no weight decay.
-    pub fn beta_ids(&self) -> Vec<burn::module::ParamId> {
+    pub fn beta_ids(&self) -> Vec<ParamId> {
         self.layers.iter().map(|l| l.beta.id).collect()
     }
 
@@ -192,13 +192,21 @@ impl InfiniModel {
             .select(0, tokens.reshape([batch * segments * n]))
             .reshape([batch * segments, n, d_model]);
         for (layer, mem) in self.layers.iter().zip(memory.iter_mut()) {
-            x = layer.forward(x, batch, mem, &rope, shape);
+            x = layer.forward(
+                x,
+                mem,
+                &Pass {
+                    batch,
+                    rope: &rope,
+                    shape,
+                },
+            );
         }
         let x = x
             .reshape([batch, segments * n, d_model])
             .narrow(1, 0, length);
         let x = rms_norm(x, &self.final_norm, shape.norm_eps);
-        x.matmul(self.embed.val().transpose().unsqueeze::<3>())
+        times(x, self.embed.val().transpose())
     }
 }
 
@@ -217,6 +225,30 @@ pub fn weighted_nll(logits: Tensor<3>, targets: Tensor<2, Int>, weights: Tensor<
 pub struct Memory {
     m: Tensor<4>,
     z: Tensor<4>,
+}
+
+impl Memory {
+    /// (M, z) of `memory`, or zeros `[batch, head, d, …]` when nothing is written yet.
+    fn take_or_empty(
+        memory: &mut Option<Memory>,
+        [batch, h, d]: [usize; 3],
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<4>) {
+        match memory.take() {
+            Some(mem) => (mem.m, mem.z),
+            None => (
+                Tensor::zeros([batch, h, d, d], device),
+                Tensor::zeros([batch, h, d, 1], device),
+            ),
+        }
+    }
+}
+
+/// What every layer of one read shares: sequences in the batch, RoPE tables, shape.
+struct Pass<'a> {
+    batch: usize,
+    rope: &'a Rope,
+    shape: &'a Shape,
 }
 
 struct Rope {
@@ -328,13 +360,7 @@ fn walk(
     let [rows, h, _, d] = sk.dims();
     let segments = rows / batch;
     let device = sk.device();
-    let (m0, z0) = match memory.take() {
-        Some(mem) => (mem.m, mem.z),
-        None => (
-            Tensor::zeros([batch, h, d, d], &device),
-            Tensor::zeros([batch, h, d, 1], &device),
-        ),
-    };
+    let (m0, z0) = Memory::take_or_empty(memory, [batch, h, d], &device);
     let flat = |t: Tensor<4>| {
         let [_, a, b, c] = t.dims();
         t.reshape([batch, 1, a * b * c])
@@ -391,13 +417,7 @@ fn write(
 ) -> (Tensor<4>, Tensor<4>) {
     let [batch, h, _, d] = sk.dims();
     let device = sk.device();
-    let (m, z) = match memory.take() {
-        Some(mem) => (mem.m, mem.z),
-        None => (
-            Tensor::zeros([batch, h, d, d], &device),
-            Tensor::zeros([batch, h, d, 1], &device),
-        ),
-    };
+    let (m, z) = Memory::take_or_empty(memory, [batch, h, d], &device);
     let written = match rule {
         UpdateRule::Delta => v - retrieve(sk.clone(), m.clone(), z.clone()),
         UpdateRule::Linear => v,
@@ -412,27 +432,14 @@ fn write(
 impl Layer {
     /// One layer over `x` `[batch·S, N, d_model]` (S segments of each of `batch`
     /// sequences, segment-major within a sequence), continuing from `memory`.
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        batch: usize,
-        memory: &mut Option<Memory>,
-        rope: &Rope,
-        s: &Shape,
-    ) -> Tensor<3> {
-        let x = x.clone() + self.attention(x, batch, memory, rope, s);
-        x.clone() + self.mlp(x, s)
+    fn forward(&self, x: Tensor<3>, memory: &mut Option<Memory>, pass: &Pass) -> Tensor<3> {
+        let x = x.clone() + self.attention(x, memory, pass);
+        x.clone() + self.mlp(x, pass.shape)
     }
 
     /// A = g·A_mem + (1 − g)·A_dot, then W_O.
-    fn attention(
-        &self,
-        x: Tensor<3>,
-        batch: usize,
-        memory: &mut Option<Memory>,
-        rope: &Rope,
-        s: &Shape,
-    ) -> Tensor<3> {
+    fn attention(&self, x: Tensor<3>, memory: &mut Option<Memory>, pass: &Pass) -> Tensor<3> {
+        let (s, rope, batch) = (pass.shape, pass.rope, pass.batch);
         let [rows, len, d_model] = x.dims();
         let (h, d) = (s.n_heads, s.head_dim);
         let heads = |t: Tensor<3>| t.reshape([rows, len, h, d]).swap_dims(1, 2);
@@ -470,6 +477,16 @@ impl Layer {
     }
 }
 
+/// `t` `[rows, len, in]` × W `[in, out]` as one product of all rows (a batched product
+/// with the weight broadcast runs one small GEMM per row of segments).
 fn proj(t: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
-    t.matmul(w.val().unsqueeze::<3>())
+    times(t, w.val())
+}
+
+fn times(t: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
+    let [rows, len, d] = t.dims();
+    let out = w.dims()[1];
+    t.reshape([rows * len, d])
+        .matmul(w)
+        .reshape([rows, len, out])
 }
