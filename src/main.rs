@@ -37,8 +37,8 @@ enum Command {
     /// cost per token grows with the length), tokens/s at each length.
     Scaling(scaling::Args),
     /// Passkey retrieval (the paper's §4.2): a key hidden at a depth of filler text,
-    /// asked for at the end; per-digit accuracy of the model's argmax (each digit
-    /// predicted with the earlier digits given).
+    /// asked for at the end; the share of keys greedy generation returns whole, and
+    /// the teacher-forced per-digit accuracy (each digit with the earlier ones given).
     Passkey(passkey::Args),
     /// Write a model with deterministic random weights and a BPE trained on a text.
     RandomModel(random_model::Args),

@@ -84,31 +84,76 @@ pub fn trial_key(trial: usize, length: usize, depth: f32) -> u32 {
     (trial as u32 * 7919 + length as u32 * 31 + (depth * 1000.0) as u32) * 104_729 % 100_000
 }
 
-/// Digits of the key the model gets right reading `haystack` from an empty memory:
-/// its argmax at each answer position, every digit predicted with the earlier ones given.
+/// What the model answers for one haystack, measured two ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// Teacher-forced: digits whose argmax is right with the earlier key digits given.
+    /// This overstates retrieval (a model can get each digit right given the others).
+    pub digits_right: usize,
+    /// Free-running: the text of the [`DIGITS`] tokens greedy generation writes after
+    /// the question.
+    pub generated: String,
+    /// Whether `generated` is the key, all five digits: what counts as retrieval.
+    pub whole: bool,
+}
+
+/// Reads `haystack` from an empty memory twice: once whole with its answer given
+/// (teacher-forced digits), once up to the question, then greedy generation of
+/// [`DIGITS`] tokens (free-running). Both prefills go through the chunked stream,
+/// so a 1M-token haystack reads at `eval`'s speed.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn digits_right(
+pub fn ask(
     engine: &mut crate::engine::Engine,
+    tokenizer: &Tokenizer,
     haystack: &Passkey,
     segment_len: usize,
-) -> Result<usize, Error> {
-    let taps = crate::taps::Taps {
-        loss: true,
-        ..Default::default()
-    };
+) -> Result<Answer, Error> {
+    use crate::generate::Generator;
+    use crate::stream::Stream;
+    use crate::taps::Taps;
+
+    let at = haystack.answer_at();
+    let most = engine.chunk();
+    let mut argmax = Vec::with_capacity(haystack.tokens.len());
     engine.reset();
-    let mut stream = crate::stream::Stream::new(segment_len);
+    let mut stream = Stream::new(segment_len);
     stream.push(&haystack.tokens);
     stream.end();
-    let mut argmax = Vec::with_capacity(haystack.tokens.len());
-    let most = engine.chunk();
-    engine.run_stream(&mut stream, most, taps, |_, outputs| {
+    let loss = Taps {
+        loss: true,
+        ..Taps::default()
+    };
+    engine.run_stream(&mut stream, most, loss, |_, outputs| {
         for out in outputs {
             argmax.extend(out.argmax.expect("argmax tapped"));
         }
     })?;
-    let at = haystack.answer_at();
-    Ok((at..haystack.tokens.len())
+    let digits_right = (at..haystack.tokens.len())
         .filter(|&i| argmax[i - 1] == haystack.tokens[i])
-        .count())
+        .count();
+
+    engine.reset();
+    let mut stream = Stream::new(segment_len);
+    stream.push(&haystack.tokens[..at]);
+    let open = stream
+        .end_open()
+        .ok_or_else(|| Error::Text("a passkey haystack has a question".into()))?;
+    engine.run_stream(&mut stream, most, Taps::default(), |_, _| {})?;
+    let logits = Taps {
+        logits: true,
+        ..Taps::default()
+    };
+    // Temperature 0 never draws from the seeded generator.
+    let mut generator = Generator::new(open, 0);
+    let mut generated = String::new();
+    for _ in 0..DIGITS {
+        let out = engine.segment(&generator.segment(), logits)?;
+        generated += &generator.next(tokenizer, &out.logits.expect("logits tapped"), 0.0);
+    }
+    let whole = generated == haystack.key;
+    Ok(Answer {
+        digits_right,
+        generated,
+        whole,
+    })
 }

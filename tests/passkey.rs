@@ -3,7 +3,12 @@
 
 mod common;
 
-use infiniscope::passkey::{build, DIGITS, INTRO, REPETITIVE};
+use std::sync::Arc;
+
+use infiniscope::engine::Engine;
+use infiniscope::passkey::{ask, build, DIGITS, INTRO, REPETITIVE};
+use infiniscope::taps::Taps;
+use infiniscope::{Model, RunOptions};
 
 #[test]
 fn haystacks_have_the_asked_length_and_end_in_the_key() {
@@ -53,4 +58,62 @@ fn too_short_haystacks_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("needs at least"), "{err}");
+}
+
+/// `ask`'s two answers, checked against plain full reads of the haystack: the
+/// teacher-forced digits are the argmax after each given digit, and the free-running
+/// answer is greedy generation, each token the argmax after the question and the
+/// tokens generated before it. The shipped model, on the CPU reference, with a
+/// haystack of many segments so the chunked prefill and the open segment both count.
+#[test]
+fn ask_reports_teacher_forced_digits_and_greedy_generation() {
+    let model = Arc::new(
+        Model::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/infini-tiny"
+        )))
+        .unwrap(),
+    );
+    let n = model.config.segment_len;
+    let (mut engine, _) = Engine::new(
+        Arc::clone(&model),
+        RunOptions::for_config(&model.config),
+        true,
+    );
+    let filler = model.tokenizer.encode(REPETITIVE).unwrap();
+    // The last position to predict: every next-token argmax of a full read of `tokens`.
+    let argmax = |engine: &mut Engine, tokens: &[u32]| -> Vec<u32> {
+        engine.reset();
+        let taps = Taps {
+            loss: true,
+            ..Taps::default()
+        };
+        let mut out = Vec::new();
+        for segment in infiniscope::segment::segments(tokens, n) {
+            out.extend(engine.segment(&segment, taps).unwrap().argmax.unwrap());
+        }
+        out
+    };
+    for (length, depth, key) in [(7 * n + 5, 0.3, 40213), (5 * n, 1.0, 12345)] {
+        let hay = build(&model.tokenizer, length, depth, key, &filler).unwrap();
+        let answer = ask(&mut engine, &model.tokenizer, &hay, n).unwrap();
+        let at = hay.answer_at();
+        let forced = argmax(&mut engine, &hay.tokens);
+        let right = (at..length)
+            .filter(|&i| forced[i - 1] == hay.tokens[i])
+            .count();
+        assert_eq!(
+            answer.digits_right, right,
+            "teacher-forced digits of {}",
+            hay.key
+        );
+        let mut greedy = hay.tokens[..at].to_vec();
+        for _ in 0..DIGITS {
+            let next = *argmax(&mut engine, &greedy).last().unwrap();
+            greedy.push(next);
+        }
+        let want = model.tokenizer.decode(&greedy[at..]).unwrap();
+        assert_eq!(answer.generated, want, "greedy answer for {}", hay.key);
+        assert_eq!(answer.whole, want == hay.key);
+    }
 }

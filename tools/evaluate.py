@@ -114,10 +114,10 @@ def tables(r):
         lines.append(f"| {l} | " + " | ".join(f"g = {h['gate']:.3f} {h['kind']}, share {h['memory_share']:.3f}" for h in heads) + " |")
     for mem, rows in r["passkey"].items():
         depths = sorted({row["depth"] for row in rows})
-        lines += ["", f"Passkey, memory {mem}: digits right (keys exact), {r['passkey_trials']} keys per cell",
+        lines += ["", f"Passkey, memory {mem}: keys whole by greedy generation (teacher-forced digits right), {r['passkey_trials']} keys per cell",
                   "", "| length | " + " | ".join(f"depth {d:g}" for d in depths) + " |", "|---|" + "---|" * len(depths)]
         for length in sorted({row["length"] for row in rows}):
-            cells = [next(f"{x['digit_accuracy']:.2f} ({x['exact']:.2f})" for x in rows if x["length"] == length and x["depth"] == d) for d in depths]
+            cells = [next(f"{x['keys_whole']:.2f} ({x['digit_accuracy']:.2f})" for x in rows if x["length"] == length and x["depth"] == d) for d in depths]
             lines.append(f"| {length:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

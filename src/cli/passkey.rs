@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use infiniscope::passkey::{build, digits_right, trial_key, DIGITS, REPETITIVE};
+use infiniscope::passkey::{ask, build, trial_key, DIGITS, REPETITIVE};
 use infiniscope::text::read_text;
 use infiniscope::Error;
 
@@ -40,24 +40,39 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let mut rows = Vec::new();
     for &length in &args.lengths {
         for &depth in &args.depths {
-            let (mut right, mut exact) = (0, 0);
+            let (mut right, mut whole) = (0, 0);
+            let mut answers = Vec::new();
             for trial in 0..args.trials {
                 let key = trial_key(trial, length, depth);
                 let haystack = build(&model.tokenizer, length, depth, key, &filler)?;
-                let hits = digits_right(&mut engine, &haystack, model.config.segment_len)?;
-                right += hits;
-                exact += (hits == DIGITS) as usize;
+                let answer = ask(
+                    &mut engine,
+                    &model.tokenizer,
+                    &haystack,
+                    model.config.segment_len,
+                )?;
+                right += answer.digits_right;
+                whole += answer.whole as usize;
+                answers.push((haystack.key, answer.generated));
             }
             let digits = right as f64 / (args.trials * DIGITS) as f64;
-            let keys = exact as f64 / args.trials as f64;
+            let keys = whole as f64 / args.trials as f64;
             if !args.json {
+                let shown: Vec<String> =
+                    answers.iter().map(|(k, a)| format!("{k}→{a:?}")).collect();
                 println!(
-                    "length {length:>7}  depth {depth:.2}  digits right {digits:.2}  keys exact {keys:.2}"
+                    "length {length:>7}  depth {depth:.2}  keys whole {keys:.2}  digits right (teacher-forced) {digits:.2}  {}",
+                    shown.join(" ")
                 );
             }
-            rows.push(
-                json!({"length": length, "depth": depth, "digit_accuracy": digits, "exact": keys}),
-            );
+            let answers: Vec<_> = answers
+                .iter()
+                .map(|(key, answer)| json!({"key": key, "answer": answer}))
+                .collect();
+            rows.push(json!({
+                "length": length, "depth": depth, "keys_whole": keys,
+                "digit_accuracy": digits, "answers": answers,
+            }));
         }
     }
     if args.json {
