@@ -19,6 +19,8 @@ pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod passkey;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod recall;
 pub mod reference;
 pub mod segment;
 pub mod stream;

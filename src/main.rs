@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-use cli::{bench, eval, generate, long, passkey, random_model, scaling};
+use cli::{bench, eval, generate, long, passkey, random_model, recall, scaling};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,9 @@ enum Command {
     /// asked for at the end; the share of keys greedy generation returns whole, and
     /// the teacher-forced per-digit accuracy (each digit with the earlier ones given).
     Passkey(passkey::Args),
+    /// Where one token's memory read comes from: each earlier segment's recall share
+    /// and contribution, per layer and head (docs/DESIGN.md §6).
+    Recall(recall::Args),
     /// Write a model with deterministic random weights and a BPE trained on a text.
     RandomModel(random_model::Args),
 }
@@ -62,6 +65,7 @@ fn try_main(cli: Cli) -> Result<(), infiniscope::Error> {
         Command::Bench(args) => bench::run(&args),
         Command::Scaling(args) => scaling::run(&args),
         Command::Passkey(args) => passkey::run(&args),
+        Command::Recall(args) => recall::run(&args),
         Command::RandomModel(args) => random_model::run(&args),
     }
 }

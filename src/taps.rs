@@ -37,6 +37,9 @@ pub struct Taps {
     pub loss: bool,
     pub memory: bool,
     pub memory_share: bool,
+    /// σ(Q), A_mem and Δz of every layer: what a recall map is made of
+    /// (docs/DESIGN.md §6).
+    pub recall: bool,
 }
 
 impl Taps {
@@ -45,6 +48,7 @@ impl Taps {
         loss: true,
         memory: true,
         memory_share: true,
+        recall: true,
     };
 }
 
@@ -107,6 +111,19 @@ pub struct SegmentOutput {
     pub memory: Option<Vec<LayerMemory>>,
     /// `[layer][t][head]`: g‖A_mem‖ / (g‖A_mem‖ + (1−g)‖A_dot‖).
     pub memory_share: Option<Vec<f32>>,
+    pub recall: Option<RecallTap>,
+}
+
+/// A segment's part in the recall decomposition (docs/DESIGN.md §6), every layer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecallTap {
+    /// `[layer][t][head][d]`: σ(Q) of each token, the query of its memory read.
+    pub sigma_q: Vec<f32>,
+    /// `[layer][t][head][d]`: A_mem of each token, the memory read itself (0 on the
+    /// first segment and with memory off).
+    pub a_mem: Vec<f32>,
+    /// `[layer][head][d]`: Δz = Σ_t σ(K_t), what this segment adds to z when written.
+    pub delta_z: Vec<f32>,
 }
 
 impl SegmentOutput {

@@ -258,6 +258,7 @@ struct State {
 /// Everything the panels draw: loss, memory shares and the memory state.
 const PANEL_TAPS: Taps = Taps {
     logits: false,
+    recall: false,
     ..Taps::ALL
 };
 

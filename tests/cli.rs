@@ -268,3 +268,57 @@ fn assert_same(at: &str, got: &serde_json::Value, want: &serde_json::Value) {
         _ => assert_eq!(got, want, "{at}"),
     }
 }
+
+/// `recall --json`: every head's shares over the earlier segments sum to 1, its
+/// contributions (a vector per segment) sum to its memory read, and each segment's
+/// text is given.
+#[test]
+fn recall_json_decomposes_each_heads_read() {
+    let text = short_text();
+    let out = succeeded(run(&[
+        "recall",
+        "--cpu",
+        "--json",
+        "--token",
+        "200",
+        "--text",
+        text.path().to_str().unwrap(),
+    ]));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let segment = r["segment"].as_u64().unwrap() as usize;
+    assert!(segment >= 2, "token 200 lies past the first segments");
+    assert_eq!(r["segments"].as_array().unwrap().len(), segment);
+    assert!(r["segments"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("PARADISE"));
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    for head in r["heads"].as_array().unwrap() {
+        let shares = floats(&head["shares"]);
+        assert_eq!(shares.len(), segment);
+        assert!(
+            (shares.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+            "{shares:?}"
+        );
+        let a_mem = floats(&head["a_mem"]);
+        let mut total = vec![0.0; a_mem.len()];
+        for c in head["contributions"].as_array().unwrap() {
+            total.iter_mut().zip(floats(c)).for_each(|(t, x)| *t += x);
+        }
+        let scale = a_mem.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let worst = total
+            .iter()
+            .zip(&a_mem)
+            .fold(0.0f64, |m, (t, a)| m.max((t - a).abs()));
+        assert!(
+            scale > 0.0 && worst <= 1e-4 * scale,
+            "Σ c_j vs A_mem: {worst} of {scale}"
+        );
+    }
+}

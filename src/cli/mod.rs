@@ -7,6 +7,7 @@ pub mod generate;
 pub mod long;
 pub mod passkey;
 pub mod random_model;
+pub mod recall;
 pub mod scaling;
 
 use std::path::{Path, PathBuf};

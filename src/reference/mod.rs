@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use ops::*;
 
 use crate::segment::validate_segment;
-use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
+use crate::taps::{LayerMemory, MemoryMode, RecallTap, RunOptions, Segment, SegmentOutput, Taps};
 use crate::weights::LayerWeights;
 use crate::{Error, Model};
 use threads::parallel_map;
@@ -41,12 +41,34 @@ struct Chunk<'a> {
 }
 
 /// What a layer's attention block leaves: its output (before the residual add), the
-/// layer's memory after the chunk and each head's memory share per row.
+/// layer's memory after the chunk, each head's memory share per row and, if tapped,
+/// its recall taps.
 struct Attention {
     out: Vec<f32>,
     memory: LayerMemory,
     /// `[head][row]`.
     share: Vec<Vec<f32>>,
+    /// `[head]`.
+    recall: Vec<Option<HeadRecall>>,
+}
+
+/// One head's recall taps over a chunk.
+struct HeadRecall {
+    /// `[row][d]` each.
+    sigma_q: Vec<f32>,
+    a_mem: Vec<f32>,
+    /// `[segment][d]`.
+    delta_z: Vec<f32>,
+}
+
+/// What one head leaves after walking the chunk.
+struct HeadRun {
+    /// `[row][d]`: A.
+    a: Vec<f32>,
+    /// `[row]`.
+    share: Vec<f32>,
+    memory: LayerMemory,
+    recall: Option<HeadRecall>,
 }
 
 impl Reference {
@@ -113,10 +135,11 @@ impl Reference {
         let tokens: Vec<u32> = segments.iter().flat_map(|s| s.tokens.clone()).collect();
         // `[segment][layer][t][head]`, as SegmentOutput::memory_share.
         let mut shares = vec![Vec::new(); segments.len()];
+        let mut recalls = vec![RecallTap::default(); segments.len()];
 
         let mut x = embed(&model.weights.embed, &tokens, c.d_model);
         for (l, layer) in model.weights.layers.iter().enumerate() {
-            let attention = self.attention_block(layer, &self.memory[l], &x, &chunk);
+            let attention = self.attention_block(layer, &self.memory[l], &x, &chunk, taps);
             add(&mut x, &attention.out);
             let mlp = self.mlp_block(layer, &x, rows);
             add(&mut x, &mlp);
@@ -126,9 +149,28 @@ impl Reference {
                 let heads = &attention.share;
                 share.extend(span.clone().flat_map(|t| heads.iter().map(move |h| h[t])));
             }
+            let heads: Vec<&HeadRecall> = attention.recall.iter().flatten().collect();
+            let d = c.head_dim;
+            for (i, (recall, span)) in recalls.iter_mut().zip(&chunk.spans).enumerate() {
+                for row in span.clone().filter(|_| !heads.is_empty()) {
+                    for head in &heads {
+                        recall.sigma_q.extend(&head.sigma_q[row * d..(row + 1) * d]);
+                        recall.a_mem.extend(&head.a_mem[row * d..(row + 1) * d]);
+                    }
+                }
+                for head in &heads {
+                    recall.delta_z.extend(&head.delta_z[i * d..(i + 1) * d]);
+                }
+            }
         }
         self.segments_written += segments.iter().filter(|s| s.commit).count();
-        Ok(self.readout(&x, &chunk, shares, taps))
+        let recalls = recalls.into_iter().map(|r| taps.recall.then_some(r));
+        Ok(self
+            .readout(&x, &chunk, shares, taps)
+            .into_iter()
+            .zip(recalls)
+            .map(|(out, recall)| SegmentOutput { recall, ..out })
+            .collect())
     }
 
     /// A = g·A_mem + (1 − g)·A_dot per head over RMSNorm(x), projected by W_O; the
@@ -139,6 +181,7 @@ impl Reference {
         memory: &LayerMemory,
         x: &[f32],
         chunk: &Chunk,
+        taps: Taps,
     ) -> Attention {
         let c = &self.model.config;
         let (dm, h, d, rows) = (c.d_model, c.n_heads, c.head_dim, chunk.rows);
@@ -151,36 +194,50 @@ impl Reference {
         let heads = parallel_map(rows, h, |head| {
             let columns = |x: &[f32]| head_columns(x, head, h, d);
             let qkv = [columns(&q), columns(&k), columns(&v)];
-            self.head(qkv, memory.head(head, d), layer.beta[head], chunk)
+            self.head(
+                qkv,
+                memory.head(head, d),
+                layer.beta[head],
+                chunk,
+                taps.recall,
+            )
         });
         let mut a = vec![0.0; rows * dm];
         let mut memory = memory.clone();
-        let mut share = Vec::with_capacity(h);
-        for (head, (a_head, head_share, head_memory)) in heads.into_iter().enumerate() {
-            for (row, a_t) in a.chunks_exact_mut(dm).zip(a_head.chunks_exact(d)) {
+        let (mut share, mut recall) = (Vec::with_capacity(h), Vec::with_capacity(h));
+        for (head, run) in heads.into_iter().enumerate() {
+            for (row, a_t) in a.chunks_exact_mut(dm).zip(run.a.chunks_exact(d)) {
                 row[head * d..(head + 1) * d].copy_from_slice(a_t);
             }
-            memory.set_head(head, &head_memory);
-            share.push(head_share);
+            memory.set_head(head, &run.memory);
+            share.push(run.share);
+            recall.push(run.recall);
         }
         Attention {
             out: matmul(&a, &layer.wo, rows, dm, dm),
             memory,
             share,
+            recall,
         }
     }
 
-    /// One head through the chunk, segment by segment: its A `[rows][d]`, memory
-    /// share per row and memory after the last write.
+    /// One head through the chunk, segment by segment: its A, memory share per row,
+    /// memory after the last write and, if `recall`, its recall taps.
     fn head(
         &self,
         [q, k, v]: [Vec<f32>; 3],
         mut memory: LayerMemory,
         beta: f32,
         chunk: &Chunk,
-    ) -> (Vec<f32>, Vec<f32>, LayerMemory) {
+        recall: bool,
+    ) -> HeadRun {
         let d = self.model.config.head_dim;
         let (mut a, mut share) = (Vec::with_capacity(chunk.rows * d), Vec::new());
+        let mut taps = recall.then(|| HeadRecall {
+            sigma_q: q.iter().map(|&x| sigma(x)).collect(),
+            a_mem: Vec::with_capacity(chunk.rows * d),
+            delta_z: Vec::with_capacity(chunk.segments.len() * d),
+        });
         let mut segments_written = self.segments_written;
         for (segment, span) in chunk.segments.iter().zip(&chunk.spans) {
             let own = span.start * d..span.end * d;
@@ -195,6 +252,16 @@ impl Reference {
             let has_memory = segments_written > 0;
             let read_memory = has_memory && self.options.memory == MemoryMode::On;
             let a_mem = memory_read(q, &memory, 1, d, read_memory);
+            if let Some(taps) = taps.as_mut() {
+                taps.a_mem.extend(&a_mem);
+                let mut delta_z = vec![0.0; d];
+                for k_t in k.chunks_exact(d) {
+                    for (z, &x) in delta_z.iter_mut().zip(k_t) {
+                        *z += sigma(x);
+                    }
+                }
+                taps.delta_z.extend(delta_z);
+            }
             if segment.commit {
                 let rule = self.options.update_rule;
                 memory_write(k, v, &mut memory, 1, d, rule, has_memory);
@@ -204,7 +271,12 @@ impl Reference {
             a.extend(mixed);
             share.extend(segment_share);
         }
-        (a, share, memory)
+        HeadRun {
+            a,
+            share,
+            memory,
+            recall: taps,
+        }
     }
 
     /// SwiGLU over RMSNorm(x): (silu(x·W_gate) ⊙ x·W_up)·W_down.
@@ -257,6 +329,7 @@ impl Reference {
                     logits: taps.logits.then(|| logits_of(span).to_vec()),
                     memory: (taps.memory && i == last).then(|| self.memory.clone()),
                     memory_share: taps.memory_share.then_some(share),
+                    recall: None,
                 }
             })
             .collect()

@@ -1,0 +1,192 @@
+//! Where a token's memory read comes from (docs/DESIGN.md §6). The read
+//! A_mem = σ(q) M_{s−1} / σ(q) z_{s−1} is a sum over the segments j < s that wrote
+//! M and z, so it splits exactly: segment j's **recall share** of the normaliser,
+//! w_j = σ(q)·Δz_j / σ(q)·z_{s−1} (the shares sum to 1), and its **contribution**
+//! to the read, c_j = σ(q) ΔM_j / σ(q)·z_{s−1} (the contributions sum to A_mem).
+//!
+//! Δz_j is d floats per head, so the shares come from one reading of the text
+//! ([`crate::taps::RecallTap`]). ΔM_j is d×d per head and is not kept: once σ(q) is
+//! known, a second reading with the memory tapped after every segment gives each
+//! σ(q) M_j, and the contributions are their differences.
+
+use crate::engine::Engine;
+use crate::reference::MEMORY_EPS;
+use crate::segment::segments;
+use crate::taps::{LayerMemory, Segment, Taps};
+use crate::{Config, Error};
+
+/// The recall map of one token: every layer and head, over the segments before its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recall {
+    /// Position of the token in the text, and of its segment s.
+    pub token: usize,
+    pub segment: usize,
+    /// `[layer][head][d]`: the token's σ(q), its memory read A_mem and
+    /// `[layer][head]` the read's normaliser σ(q)·z_{s−1}.
+    pub sigma_q: Vec<f32>,
+    pub a_mem: Vec<f32>,
+    pub normaliser: Vec<f32>,
+    /// `[layer][head][j]`, j < s: the recall shares.
+    pub shares: Vec<f32>,
+    /// `[layer][head][j][d]`: the contributions, when asked for (a second reading).
+    pub contributions: Option<Vec<f32>>,
+}
+
+impl Recall {
+    /// Segment j's share for a layer and head.
+    pub fn share(&self, config: &Config, layer: usize, head: usize, j: usize) -> f32 {
+        self.shares[(layer * config.n_heads + head) * self.segment + j]
+    }
+
+    /// Segment j's contribution (a d-vector) for a layer and head.
+    pub fn contribution<'a>(
+        &'a self,
+        config: &Config,
+        layer: usize,
+        head: usize,
+        j: usize,
+    ) -> Option<&'a [f32]> {
+        let d = config.head_dim;
+        let at = ((layer * config.n_heads + head) * self.segment + j) * d;
+        Some(&self.contributions.as_ref()?[at..at + d])
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Reads `tokens` up to the segment of token `token` and returns its recall map; the
+/// contributions too if `contributions` (a second reading, one segment per call).
+pub fn recall(
+    engine: &mut Engine,
+    config: &Config,
+    tokens: &[u32],
+    token: usize,
+    contributions: bool,
+) -> Result<Recall, Error> {
+    let (n, layers, heads, d) = (
+        config.segment_len,
+        config.n_layers,
+        config.n_heads,
+        config.head_dim,
+    );
+    if token >= tokens.len() {
+        return Err(Error::Text(format!(
+            "token {token} is past the end of the text ({} tokens)",
+            tokens.len()
+        )));
+    }
+    let s = token / n;
+    let t = token % n;
+    let mut all = segments(&tokens[..((s + 1) * n).min(tokens.len())], n);
+    let mut own = all.pop().expect("the token's segment");
+    // Read, not written: the memory tapped after it is the memory it read.
+    own.commit = false;
+    let before = all;
+
+    engine.reset();
+    let recall_taps = Taps {
+        recall: true,
+        ..Taps::default()
+    };
+    // `[j][layer][head][d]`
+    let mut delta_z: Vec<Vec<f32>> = Vec::with_capacity(s);
+    for chunk in before.chunks(engine.chunk()) {
+        for out in engine.segments(chunk, recall_taps)? {
+            delta_z.push(out.recall.ok_or_else(untapped)?.delta_z);
+        }
+    }
+    let out = engine.segment(
+        &own,
+        Taps {
+            memory: true,
+            ..recall_taps
+        },
+    )?;
+    let tap = out.recall.ok_or_else(untapped)?;
+    let memory = out.memory.ok_or_else(untapped)?;
+    let row =
+        |v: &[f32], l: usize| v[(l * own.tokens.len() + t) * heads * d..][..heads * d].to_vec();
+    let sigma_q: Vec<f32> = (0..layers).flat_map(|l| row(&tap.sigma_q, l)).collect();
+    let a_mem: Vec<f32> = (0..layers).flat_map(|l| row(&tap.a_mem, l)).collect();
+
+    let mut normaliser = Vec::with_capacity(layers * heads);
+    let mut shares = Vec::with_capacity(layers * heads * s);
+    for (l, layer) in memory.iter().enumerate() {
+        for h in 0..heads {
+            let q = &sigma_q[(l * heads + h) * d..][..d];
+            let den = dot(q, &layer.z[h * d..(h + 1) * d]).max(MEMORY_EPS);
+            normaliser.push(den);
+            let at = (l * heads + h) * d;
+            shares.extend(delta_z.iter().map(|dz| dot(q, &dz[at..at + d]) / den));
+        }
+    }
+    let contributions = if contributions {
+        Some(contributions_of(
+            engine,
+            config,
+            &before,
+            &sigma_q,
+            &normaliser,
+        )?)
+    } else {
+        None
+    };
+    Ok(Recall {
+        token,
+        segment: s,
+        sigma_q,
+        a_mem,
+        normaliser,
+        shares,
+        contributions,
+    })
+}
+
+fn untapped() -> Error {
+    Error::Text("the engine returned no recall taps".into())
+}
+
+/// c_j = (σ(q) M_j − σ(q) M_{j−1}) / normaliser, `[layer][head][j][d]`, reading
+/// `before` again one segment at a time with the memory tapped after each.
+fn contributions_of(
+    engine: &mut Engine,
+    config: &Config,
+    before: &[Segment],
+    sigma_q: &[f32],
+    normaliser: &[f32],
+) -> Result<Vec<f32>, Error> {
+    let (heads, d, s) = (config.n_heads, config.head_dim, before.len());
+    // σ(q) M, `[layer][head][d]`, for the memory as it stands.
+    let read = |memory: &[LayerMemory]| -> Vec<f32> {
+        let mut out = Vec::with_capacity(sigma_q.len());
+        for (l, layer) in memory.iter().enumerate() {
+            for h in 0..heads {
+                let q = &sigma_q[(l * heads + h) * d..][..d];
+                let m = &layer.m[h * d * d..(h + 1) * d * d];
+                out.extend((0..d).map(|col| (0..d).map(|i| q[i] * m[i * d + col]).sum::<f32>()));
+            }
+        }
+        out
+    };
+    engine.reset();
+    let mut previous = vec![0.0; sigma_q.len()];
+    let mut out = vec![0.0; sigma_q.len() * s];
+    let taps = Taps {
+        memory: true,
+        ..Taps::default()
+    };
+    for (j, segment) in before.iter().enumerate() {
+        let memory = engine.segment(segment, taps)?.memory.ok_or_else(untapped)?;
+        let now = read(&memory);
+        for (lh, den) in normaliser.iter().enumerate() {
+            for i in 0..d {
+                let at = lh * d + i;
+                out[(lh * s + j) * d + i] = (now[at] - previous[at]) / den;
+            }
+        }
+        previous = now;
+    }
+    Ok(out)
+}
