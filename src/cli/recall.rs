@@ -17,9 +17,10 @@ pub struct Args {
     /// UTF-8 text file.
     #[arg(long)]
     text: PathBuf,
-    /// Position of the token (0-based) whose memory read is traced.
+    /// Position of the token (0-based) whose memory read is traced; default the
+    /// text's last token (whose read predicts what comes next, e.g. a passkey's answer).
     #[arg(long)]
-    token: usize,
+    token: Option<usize>,
     /// Earlier segments listed per head, by share and by contribution.
     #[arg(long, default_value_t = 3)]
     top: usize,
@@ -34,12 +35,13 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<(), Error> {
     let (model, options) = args.model.load()?;
     let tokens = model.tokenizer.encode(&read_text(&args.text)?)?;
+    let token = args.token.unwrap_or(tokens.len().saturating_sub(1));
     let mut engine = super::engine(&model, options, args.model.cpu);
     let recall = recall(
         &mut engine,
         &model.config,
         &tokens,
-        args.token,
+        token,
         !args.shares_only,
     )?;
     let span = |j: usize| -> Result<String, Error> {
@@ -59,12 +61,8 @@ pub fn run(args: &Args) -> Result<(), Error> {
     };
     println!(
         "token {} {} in segment {} (reads the memory of segments 0–{})",
-        args.token,
-        quoted(
-            model
-                .tokenizer
-                .decode(&tokens[args.token..args.token + 1])?
-        ),
+        token,
+        quoted(model.tokenizer.decode(&tokens[token..token + 1])?),
         recall.segment,
         recall.segment.saturating_sub(1)
     );
