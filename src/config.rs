@@ -51,8 +51,11 @@ pub struct Config {
 
 impl Config {
     pub fn from_json(text: &str) -> Result<Self, Error> {
+        // The path names the field of a wrong value ("vocab_size: invalid type ..."),
+        // which serde_json's line and column alone do not.
         let config: Config =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json: {e}")))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+                .map_err(|e| Error::Config(format!("config.json: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -77,7 +80,8 @@ impl Config {
                 return Err(Error::Config(format!("{name} must be positive")));
             }
         }
-        if self.n_heads * self.head_dim != self.d_model {
+        // Checked: huge sizes in a broken file must not wrap around to a match.
+        if self.n_heads.checked_mul(self.head_dim) != Some(self.d_model) {
             return Err(Error::Config(format!(
                 "d_model ({}) must equal n_heads ({}) × head_dim ({})",
                 self.d_model, self.n_heads, self.head_dim
@@ -108,7 +112,28 @@ impl Config {
                 self.vocab_size
             )));
         }
+        // Every count derived from the sizes (parameters, memory, KV cache) is at most
+        // the parameter count: computed checked, they never overflow afterwards.
+        if self.checked_params().is_none() {
+            return Err(Error::Config(
+                "n_layers, d_model and mlp_hidden describe more parameters than can be counted"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The parameter count, or None when it overflows usize (32 bits on the web).
+    fn checked_params(&self) -> Option<usize> {
+        let d = self.d_model;
+        let mul = |a: usize, b: usize| a.checked_mul(b);
+        let per_layer = mul(mul(4, d)?, d)?
+            .checked_add(self.n_heads)?
+            .checked_add(mul(2, d)?)?
+            .checked_add(mul(mul(3, d)?, self.mlp_hidden)?)?;
+        mul(self.vocab_size, d)?
+            .checked_add(mul(self.n_layers, per_layer)?)?
+            .checked_add(d)
     }
 
     /// Floats of compressive-memory state: L·H·(d·d + d), whatever the text length.
@@ -133,8 +158,7 @@ impl Config {
     }
 
     pub fn n_params(&self) -> usize {
-        let d = self.d_model;
-        let per_layer = 4 * d * d + self.n_heads + 2 * d + 3 * d * self.mlp_hidden;
-        self.vocab_size * d + self.n_layers * per_layer + d
+        self.checked_params()
+            .expect("validate() checked that the parameters can be counted")
     }
 }

@@ -50,7 +50,7 @@ impl Model {
         let tokenizer = Tokenizer::from_bytes(tokenizer)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Tokenizer(format!(
-                "the tokenizer has {} tokens but the model only {} (vocab_size)",
+                "the tokenizer's ids need {} tokens but the model only {} (vocab_size)",
                 tokenizer.vocab_size(),
                 config.vocab_size
             )));

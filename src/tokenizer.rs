@@ -24,6 +24,12 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 
 impl Tokenizer {
     pub fn from_bytes(json: &[u8]) -> Result<Self, Error> {
+        // tokenizers 0.22 panics on a JSON syntax error inside "decoder" (an
+        // `expect` in its deserializer; on the web a panic kills the page's module):
+        // the JSON is read once first (into a Value, which also decodes every string
+        // escape, as the decoder's buffering does).
+        serde_json::from_slice::<serde_json::Value>(json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not readable: {e}")))?;
         let inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not readable: {e}")))?;
         Ok(Self { inner })
@@ -33,9 +39,12 @@ impl Tokenizer {
         self.inner.to_string(false).map_err(tok_err)
     }
 
-    /// Ids run from 0 to `vocab_size() - 1`.
+    /// Ids run from 0 to `vocab_size() - 1`. The largest id plus one, not the count
+    /// of entries: a broken tokenizer.json can leave gaps, and every id it can produce
+    /// must index the embedding.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        let largest = self.inner.get_vocab(true).into_values().max();
+        largest.map_or(0, |id| id as usize + 1)
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {

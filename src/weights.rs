@@ -112,6 +112,93 @@ impl LayerWeights {
     }
 }
 
+/// Which tensor a safetensors header gets wrong, when the safetensors crate refused
+/// it without naming one: a name given twice, a shape or dtype that does not fit the
+/// tensor's bytes, offsets with a gap, or a file cut short or with bytes appended.
+fn explain_header(bytes: &[u8]) -> Option<String> {
+    /// A JSON object's keys in order, repeats kept (a map would drop them).
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Info {
+        dtype: Dtype,
+        shape: Vec<usize>,
+        data_offsets: (usize, usize),
+    }
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..n.checked_add(8)?)?;
+    let Keys(keys) = serde_json::from_slice(header).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(name) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+        return Some(format!("tensor {name:?} appears twice in the header"));
+    }
+    let mut map: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(header).ok()?;
+    map.remove("__metadata__");
+    let mut tensors = Vec::new();
+    for (name, info) in map {
+        let Info {
+            dtype,
+            shape,
+            data_offsets: (start, end),
+        } = serde_json::from_value(info).ok()?;
+        let bits = shape
+            .iter()
+            .try_fold(dtype.bitsize(), |bits, &d| bits.checked_mul(d));
+        let needs = match bits {
+            Some(bits) if bits % 8 == 0 => bits / 8,
+            _ => {
+                return Some(format!(
+                    "tensor {name:?}: shape {shape:?} of {dtype:?} is too large or not whole bytes"
+                ))
+            }
+        };
+        if end.checked_sub(start) != Some(needs) {
+            return Some(format!(
+                "tensor {name:?}: shape {shape:?} of {dtype:?} needs {needs} bytes, its data_offsets [{start}, {end}] give {}",
+                end as i128 - start as i128
+            ));
+        }
+        tensors.push((start, end, name));
+    }
+    tensors.sort();
+    let mut at = 0;
+    for (start, end, name) in tensors {
+        if start != at {
+            return Some(format!(
+                "tensor {name:?}: data_offsets [{start}, {end}] should start at {at} (a gap or an overlap)"
+            ));
+        }
+        at = end;
+    }
+    let held = bytes.len() - 8 - n;
+    (at != held).then(|| {
+        format!("the header describes {at} bytes of tensor data, the file holds {held} (cut short or with bytes appended)")
+    })
+}
+
 impl Weights {
     /// The tensor called `name` (as listed by [`tensor_specs`]).
     pub fn tensor(&self, name: &str) -> &[f32] {
@@ -129,8 +216,21 @@ impl Weights {
     /// Reads and validates a safetensors file against `config`: every tensor must be
     /// present with the right shape, f32/f16/bf16, and finite; no extra tensors.
     pub fn from_safetensors(config: &Config, bytes: &[u8]) -> Result<(Self, StoredDtype), Error> {
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::Weights(format!("not a readable safetensors file: {e}")))?;
+        config.validate()?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| {
+            let why = explain_header(bytes).map_or(String::new(), |why| format!(" ({why})"));
+            Error::Weights(format!("not a readable safetensors file: {e}{why}"))
+        })?;
+        // Nothing is allocated for the config's tensors before the file is known to be
+        // large enough to hold them (2 bytes a parameter at least): a broken config
+        // that asks for 10^15 layers is an error, not an out-of-memory abort.
+        let params = config.n_params();
+        if params > bytes.len() / 2 {
+            return Err(Error::Weights(format!(
+                "the config describes {params} parameters, more than a file of {} bytes holds",
+                bytes.len()
+            )));
+        }
         let specs = tensor_specs(config);
         for name in file.names() {
             if !specs.iter().any(|(s, _)| s == name) {
