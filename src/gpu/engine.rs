@@ -13,7 +13,7 @@ use super::kernels::{
 use super::{floats, uints, Gpu, Recorder};
 use crate::segment::validate_segment;
 use crate::stream::joins;
-use crate::taps::{LayerMemory, MemoryMode, RunOptions, Segment, SegmentOutput, Taps};
+use crate::taps::{LayerMemory, MemoryMode, RecallTap, RunOptions, Segment, SegmentOutput, Taps};
 use crate::{Error, Model, UpdateRule};
 
 struct LayerBuffers {
@@ -163,6 +163,18 @@ struct MemoryBuffers {
     z: wgpu::Buffer,
 }
 
+/// One layer's recall taps (`Taps::recall`): while they are asked for, the layer
+/// computes Q, K and A_mem here instead of in the shared [`Activations`], so the
+/// later layers leave them alone until they are read back. Shapes as there.
+struct RecallBuffers {
+    /// `[R][D]`: Q, σ(Q) after the memory op.
+    q: wgpu::Buffer,
+    /// `[R][D]`: K, σ(K) after the memory op; summed per segment into Δz on readback.
+    k: wgpu::Buffer,
+    /// `[R][D]`: A_mem.
+    a_mem: wgpu::Buffer,
+}
+
 pub struct GpuEngine {
     shared: Arc<GpuModel>,
     options: RunOptions,
@@ -170,6 +182,8 @@ pub struct GpuEngine {
     /// Most segments one chunk may hold.
     chunk: usize,
     memory: Vec<MemoryBuffers>,
+    /// One per layer once a chunk has asked for the recall taps; empty before.
+    recall: Vec<RecallBuffers>,
     segments_written: usize,
 }
 
@@ -230,6 +244,7 @@ impl GpuEngine {
             act,
             chunk,
             memory,
+            recall: Vec::new(),
             segments_written: 0,
         }
     }
@@ -260,7 +275,8 @@ impl GpuEngine {
     }
 
     /// Records a chunk's forward pass (and memory write, if committed): `segments`
-    /// segments of `n` tokens, the first `n_targets` rows with a target.
+    /// segments of `n` tokens, the first `n_targets` rows with a target; with
+    /// `recall`, each layer's Q, K and A_mem in its [`RecallBuffers`].
     fn record<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
@@ -268,6 +284,7 @@ impl GpuEngine {
         segments: usize,
         n_targets: usize,
         commit: bool,
+        recall: bool,
     ) {
         let GpuModel {
             embed,
@@ -292,14 +309,19 @@ impl GpuEngine {
             commit,
         };
 
+        let tapped: &[RecallBuffers] = if recall { &self.recall } else { &[] };
         rec.embed(&act.tokens, embed, &act.x, rows, dm);
         for (l, (w, mem)) in layers.iter().zip(&self.memory).enumerate() {
+            let (q, k, a_mem) = match tapped.get(l) {
+                Some(r) => (&r.q, &r.k, &r.a_mem),
+                None => (&act.q, &act.k, &act.a_mem),
+            };
             rec.rmsnorm(&act.x, &w.attn_norm, &act.xn, rows, dm, c.norm_eps);
-            rec.matmul(&act.xn, &w.wq, &act.q, rows, dm, dm);
-            rec.matmul(&act.xn, &w.wk, &act.k, rows, dm, dm);
+            rec.matmul(&act.xn, &w.wq, q, rows, dm, dm);
+            rec.matmul(&act.xn, &w.wk, k, rows, dm, dm);
             rec.matmul(&act.xn, &w.wv, &act.v, rows, dm, dm);
-            rec.rope(&act.q, &act.q_rope, heads, c.rope_base);
-            rec.rope(&act.k, &act.k_rope, heads, c.rope_base);
+            rec.rope(q, &act.q_rope, heads, c.rope_base);
+            rec.rope(k, &act.k_rope, heads, c.rope_base);
             let local = AttentionBindings {
                 q: &act.q_rope,
                 k: &act.k_rope,
@@ -309,17 +331,17 @@ impl GpuEngine {
             };
             rec.attention(local, heads);
             let memory = MemoryBindings {
-                q: &act.q,
-                k: &act.k,
+                q,
+                k,
                 v: &act.v,
                 m: &mem.m,
                 z: &mem.z,
-                a_mem: &act.a_mem,
+                a_mem,
                 surprise: &act.surprise,
             };
             rec.memory(memory, heads, flags, self.segments_written);
             let mix = GateMixBindings {
-                a_mem: &act.a_mem,
+                a_mem,
                 a_dot: &act.a_dot,
                 beta: &w.beta,
                 out: &act.a,
@@ -350,7 +372,7 @@ impl GpuEngine {
     /// Dispatches a chunk of `segments` segments of `n` tokens takes (for benchmarks).
     pub fn dispatches(&self, n: usize, segments: usize, commit: bool) -> usize {
         let mut rec = Recorder::new(&self.shared.gpu.kernels);
-        self.record(&mut rec, n, segments, n * segments, commit);
+        self.record(&mut rec, n, segments, n * segments, commit, false);
         rec.len()
     }
 
@@ -367,14 +389,14 @@ impl GpuEngine {
         let n = self.shared.model.config.segment_len;
         let segments = segments.clamp(1, self.chunk);
         let mut all = Recorder::new(&gpu.kernels);
-        self.record(&mut all, n, segments, n * segments, true);
+        self.record(&mut all, n, segments, n * segments, true, false);
         let mut times = Vec::new();
         for op in all.ops() {
             let mut best = f64::INFINITY;
             let mut count = 0;
             for _ in 0..repeats.max(1) {
                 let mut rec = Recorder::new(&gpu.kernels);
-                self.record(&mut rec, n, segments, n * segments, true);
+                self.record(&mut rec, n, segments, n * segments, true, false);
                 rec.keep_only(op);
                 count = rec.len();
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -436,6 +458,16 @@ impl GpuEngine {
         }
         let gpu = Arc::clone(&self.shared.gpu);
         gpu.check()?;
+        if taps.recall && self.recall.is_empty() {
+            let len = self.chunk * c.segment_len * c.d_model * 4;
+            self.recall = (0..c.n_layers)
+                .map(|l| RecallBuffers {
+                    q: gpu.buffer(&format!("layers.{l}.recall.q"), len),
+                    k: gpu.buffer(&format!("layers.{l}.recall.k"), len),
+                    a_mem: gpu.buffer(&format!("layers.{l}.recall.a_mem"), len),
+                })
+                .collect();
+        }
         let count = segments.len();
         let rows = count * n;
         let tokens: Vec<u32> = segments
@@ -454,10 +486,10 @@ impl GpuEngine {
         }
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut rec = Recorder::new(&gpu.kernels);
-        self.record(&mut rec, n, count, targets.len(), commit);
+        self.record(&mut rec, n, count, targets.len(), commit, taps.recall);
         rec.finish(&mut encoder);
 
-        let (h, vocab) = (c.n_heads, c.vocab_size);
+        let (h, vocab, dm) = (c.n_heads, c.vocab_size, c.d_model);
         let mut reads: Vec<(&wgpu::Buffer, usize)> = Vec::new();
         if taps.loss {
             reads.push((&self.act.loss, targets.len() * 4));
@@ -475,6 +507,11 @@ impl GpuEngine {
                 reads.push((&mem.z, h * c.head_dim * 4));
             }
         }
+        if taps.recall {
+            for r in &self.recall {
+                reads.extend([&r.q, &r.a_mem, &r.k].map(|b| (b, rows * dm * 4)));
+            }
+        }
         let mut data = gpu.submit_and_read(encoder, &reads).await?.into_iter();
         if commit {
             self.segments_written += count;
@@ -490,6 +527,12 @@ impl GpuEngine {
                     m: floats(&next()),
                     z: floats(&next()),
                 })
+                .collect()
+        });
+        // `[layer]` of (σ(Q), A_mem, σ(K)), each `[row][D]` over the chunk's rows.
+        let recall: Option<Vec<_>> = taps.recall.then(|| {
+            (0..c.n_layers)
+                .map(|_| [next(), next(), next()].map(|b| floats(&b)))
                 .collect()
         });
         let mut outputs: Vec<SegmentOutput> = segments
@@ -511,6 +554,22 @@ impl GpuEngine {
                             .collect()
                     }),
                     memory: None,
+                    recall: recall.as_ref().map(|layers| RecallTap {
+                        sigma_q: layers
+                            .iter()
+                            .flat_map(|[q, ..]| &q[rows_of(dm)])
+                            .copied()
+                            .collect(),
+                        a_mem: layers
+                            .iter()
+                            .flat_map(|[_, a, _]| &a[rows_of(dm)])
+                            .copied()
+                            .collect(),
+                        delta_z: layers
+                            .iter()
+                            .flat_map(|[.., k]| column_sums(&k[rows_of(dm)], dm))
+                            .collect(),
+                    }),
                 }
             })
             .collect();
@@ -535,4 +594,15 @@ impl GpuEngine {
     ) -> Result<Vec<SegmentOutput>, Error> {
         pollster::block_on(self.segments_async(segments, taps))
     }
+}
+
+/// Σ_t rows[t] of `[t][width]` rows, in order of t (as the CPU reference sums Δz).
+fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut sums = vec![0.0; width];
+    for row in rows.chunks_exact(width) {
+        for (sum, &x) in sums.iter_mut().zip(row) {
+            *sum += x;
+        }
+    }
+    sums
 }
