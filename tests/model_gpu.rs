@@ -9,7 +9,7 @@ use common::{assert_close, gpu, model, odd_config, random_tokens, relative_error
 use infiniscope::engine::Engine;
 use infiniscope::gpu::{GpuEngine, GpuModel};
 use infiniscope::reference::Reference;
-use infiniscope::taps::{Segment, Taps};
+use infiniscope::taps::{Segment, SegmentOutput, Taps};
 use infiniscope::{MemoryMode, Model, RunOptions, UpdateRule};
 
 fn engines(model: &Arc<Model>, options: RunOptions) -> (Reference, GpuEngine) {
@@ -18,6 +18,25 @@ fn engines(model: &Arc<Model>, options: RunOptions) -> (Reference, GpuEngine) {
         Reference::new(Arc::clone(model), options),
         GpuEngine::new(shared, options),
     )
+}
+
+/// The recall taps of a segment: `[layer][t][head][d]` σ(Q) and A_mem and
+/// `[layer][head][d]` Δz, within the tolerances of the activations (σ(Q), A_mem)
+/// and of z (Δz).
+fn assert_recall_close(at: &str, model: &Model, got: &SegmentOutput, want: &SegmentOutput) {
+    let c = &model.config;
+    let (g, w) = (got.recall.as_ref().unwrap(), want.recall.as_ref().unwrap());
+    let rows = c.n_layers * want.n_tokens * c.d_model;
+    assert_eq!(w.sigma_q.len(), rows, "{at}: the CPU's σ(Q)");
+    assert_eq!(w.a_mem.len(), rows, "{at}: the CPU's A_mem");
+    assert_eq!(
+        w.delta_z.len(),
+        c.n_layers * c.d_model,
+        "{at}: the CPU's Δz"
+    );
+    assert_close(&format!("{at}: σ(Q)"), &g.sigma_q, &w.sigma_q, 1e-3);
+    assert_close(&format!("{at}: A_mem"), &g.a_mem, &w.a_mem, 1e-3);
+    assert_close(&format!("{at}: Δz"), &g.delta_z, &w.delta_z, 1e-4);
 }
 
 fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
@@ -36,6 +55,11 @@ fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
         let want = cpu.segment(segment, Taps::ALL).unwrap();
         let got = gpu.segment(segment, Taps::ALL).unwrap();
         let at = format!("{rule:?}, memory {memory:?}, segment {}", segment.index);
+        assert_recall_close(&at, &model, &got, &want);
+        if segment.index == 0 || memory == MemoryMode::Off {
+            let a_mem = &got.recall.as_ref().unwrap().a_mem;
+            assert!(a_mem.iter().all(|&x| x == 0.0), "{at}: A_mem is 0");
+        }
         assert_close(
             &format!("{at}: logits"),
             got.logits.as_ref().unwrap(),
@@ -80,6 +104,25 @@ fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
             );
         }
     }
+    // An uncommitted segment reads too, and its Δz is what it would add.
+    let peek = Segment {
+        commit: false,
+        ..segments[3].clone()
+    };
+    let taps = Taps {
+        recall: true,
+        ..Taps::default()
+    };
+    let (want, got) = (
+        cpu.segment(&peek, taps).unwrap(),
+        gpu.segment(&peek, taps).unwrap(),
+    );
+    assert_recall_close(
+        &format!("{rule:?}, memory {memory:?}, peek"),
+        &model,
+        &got,
+        &want,
+    );
 }
 
 #[test]
@@ -230,6 +273,7 @@ fn chunks_match_cpu(rule: UpdateRule) {
     let options = RunOptions::for_config(c);
     let mut gpu = chunked(&model, 4);
     assert_eq!(gpu.chunk(), 4);
+    let mut one_at_a_time = chunked(&model, 1);
     let mut cpu = Reference::new(Arc::clone(&model), options);
     let mut start = 0;
     for size in [3, 4, 1, 2, 1, 1] {
@@ -240,6 +284,16 @@ fn chunks_match_cpu(rule: UpdateRule) {
         for (segment, got) in chunk.iter().zip(&outputs) {
             let want = cpu.segment(segment, Taps::ALL).unwrap();
             let at = format!("{rule:?}, chunk of {size}, segment {}", segment.index);
+            assert_recall_close(&at, &model, got, &want);
+            let alone = one_at_a_time.segment(segment, Taps::ALL).unwrap();
+            let (g, a) = (got.recall.as_ref().unwrap(), alone.recall.as_ref().unwrap());
+            for (name, g, a) in [
+                ("σ(Q)", &g.sigma_q, &a.sigma_q),
+                ("A_mem", &g.a_mem, &a.a_mem),
+                ("Δz", &g.delta_z, &a.delta_z),
+            ] {
+                assert_close(&format!("{at}: {name} alone"), g, a, 1e-6);
+            }
             for (name, g, w) in [
                 ("logits", &got.logits, &want.logits),
                 ("loss", &got.loss, &want.loss),
