@@ -93,9 +93,9 @@ $("pk-run").onclick = async () => {
   try {
     const r = await scope.passkey(length, depth);
     const cell = $(`pk-${length}-${depth}`);
-    cell.textContent = `${r.answer} / ${r.key}`;
+    cell.textContent = `${JSON.stringify(r.answer)} / ${r.key}`;
     cell.className = r.correct ? "right" : "wrong";
-    say($("pk-message"), `key ${r.key}, the model answered ${r.answer}${r.correct ? ": right" : ""}`);
+    say($("pk-message"), `key ${r.key}, the model answered ${JSON.stringify(r.answer)}${r.correct ? ": right" : ""}`);
   } catch (e) {
     say($("pk-message"), e.message, true);
   }

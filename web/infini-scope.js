@@ -348,8 +348,6 @@ export class InfiniScope extends HTMLElement {
       pieces: [],
       piecesBase: 0,
       last: null,
-      // The passkey answer is read from the argmax; a text does not need it.
-      argmax: tokens ? [] : null,
       paused: false,
       cancelled: false,
       done: false,
@@ -463,7 +461,6 @@ export class InfiniScope extends HTMLElement {
     run.losses.push(segmentLoss);
     const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
     run.baselineLosses.push(baselineLoss);
-    run.argmax?.push(...result.argmax);
     const first = run.tokensDone;
     run.tokensDone += n;
     if (hasMemory) run.last = { result, m, z };
@@ -646,17 +643,17 @@ export class InfiniScope extends HTMLElement {
 
   /**
    * The paper's passkey test: a haystack of `length` tokens with a five-digit key at
-   * `depth`, read like any text; resolves to the key and the model's answer (each
-   * digit the model's top prediction, the earlier true digits given).
+   * `depth`, read like any text up to the question, then five tokens of greedy
+   * generation (as `infiniscope passkey` does). The key counts only when the answer
+   * is all five digits.
    */
   async passkey(length, depth, key = Math.floor(Math.random() * 100000)) {
     if (!this.#loaded) throw new Error("The model is not loaded yet.");
     const haystack = this.#loaded.model.passkey(length, depth, key);
-    const run = await this.run({ ids: haystack.tokens, pieces: haystack.pieces });
-    if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
     const at = haystack.answer_at;
-    const predicted = run.argmax.slice(at - 1, at + 4);
-    const answer = this.#loaded.model.decode(Uint32Array.from(predicted));
+    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at) });
+    if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
+    const answer = await this.generate(5, { temperature: 0 });
     return { length, depth, key: haystack.key, answer, correct: answer === haystack.key };
   }
 

@@ -61,6 +61,13 @@ export function cliEval(text, model = join(DIST, "models/infini-tiny")) {
   return JSON.parse(out);
 }
 
+/** `infiniscope passkey --json` on the CPU reference: one haystack's key and greedy answer. */
+export function cliPasskey(length, depth, model = join(DIST, "models/infini-tiny")) {
+  const args = ["passkey", "--cpu", "--json", "--model", model, "--lengths", `${length}`, "--depths", `${depth}`, "--trials", "1"];
+  const out = JSON.parse(execFileSync(CLI, args, { encoding: "utf8" }));
+  return out.results[0].answers[0];
+}
+
 /** Waits for an element's `done` (or `error`) event after `action` starts a run. */
 export async function runAndWait(page, selector, action, timeout = 240_000) {
   const finished = page.evaluate(

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { assertMatchesCli, browser, cliEval, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
+import { assertMatchesCli, browser, cliEval, cliPasskey, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
 
 const SHOTS = join(ROOT, "target/screenshots");
 const TEXT =
@@ -117,11 +117,17 @@ test("passkey and continue-writing", async () => {
   await page.selectOption("#pk-length", "256");
   await page.selectOption("#pk-depth", "0.5");
   await page.click("#pk-run");
-  await page.waitForFunction(() => /\d{5} \/ \d{5}/.test(document.getElementById("pk-256-0.5").textContent), null, { timeout: 180_000 });
+  await page.waitForFunction(() => / \/ \d{5}$/.test(document.getElementById("pk-256-0.5").textContent), null, { timeout: 180_000 });
   const cell = await page.textContent('[id="pk-256-0.5"]');
   const [answer, key] = cell.split(" / ");
   assert.equal(key.length, 5);
-  assert.equal(answer.length, 5, `the answer is five digits: ${cell}`);
+  assert.ok(JSON.parse(answer).length > 0, `the model's answer is shown beside the key: ${cell}`);
+  // The page's free-running answer is the CLI's, for the CLI's key.
+  const cli = cliPasskey(256, 0.5);
+  const mine = await page.evaluate((key) => document.getElementById("scope").passkey(256, 0.5, +key), cli.key);
+  assert.equal(mine.key, cli.key);
+  assert.equal(mine.answer, cli.answer, `greedy answer for key ${cli.key}`);
+  assert.equal(mine.correct, cli.answer === cli.key);
   await page.fill("#gen-count", "12");
   await page.click("#gen-run");
   await page.waitForFunction(() => !document.getElementById("gen-run").disabled && document.getElementById("gen-out").textContent.length > 0, null, { timeout: 120_000 });
