@@ -37,6 +37,31 @@ test("pasted HTML and script are shown as text and never run", async () => {
   assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelectorAll(".text img, .text script, .text b").length), 0);
 });
 
+test("the page's Content-Security-Policy stops inline script and lets the page run", async () => {
+  const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', "content");
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval';/);
+  // A script element that got into the document anyway: the policy refuses it and says so.
+  const outcome = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        document.addEventListener("securitypolicyviolation", (e) => resolve(e.effectiveDirective), { once: true });
+        const s = document.createElement("script");
+        s.textContent = "window.__inline = 1";
+        document.body.append(s);
+        setTimeout(() => resolve(window.__inline === 1 ? "ran" : "no report"), 2000);
+      }),
+  );
+  assert.equal(outcome, "script-src-elem");
+  assert.equal(await page.evaluate(() => window.__inline), undefined);
+  // The refusal is logged as a console error; it was this test's own doing.
+  page.problems = page.problems.filter((p) => !/Content Security Policy/.test(p));
+  // The page still reads under the policy (every other test also fails on any console error).
+  await page.fill("#text", "Of Mans First Disobedience, and the Fruit of that Forbidden Tree.");
+  const done = await runAndWait(page, "#scope", () => page.click("#read"));
+  assert.ok(done.tokens > 0);
+  assert.deepEqual(page.problems, []);
+});
+
 test("emoji, combining marks and CJK come back exactly", async () => {
   const text = "Emoji 🦀👩‍👩‍👧🇫🇷, combining e\u0301\u0308 a\u030A, 無限の文脈, tabs\t\tand\r\nCRLF. ".repeat(3);
   await page.fill("#text", text);
@@ -65,8 +90,7 @@ test("a 50 MB text streams: segments keep coming and the page answers input", as
     return true;
   });
   assert.ok(longTasks);
-  const rows = "document.querySelector('#scope').shadowRoot.querySelectorAll('table.losses tbody tr').length";
-  await page.waitForFunction(`${rows} >= 3`, null, { timeout: 120_000 });
+  await page.waitForFunction(() => document.querySelector("#scope").shadowRoot.querySelectorAll("table.losses tbody tr").length >= 3, null, { timeout: 120_000 });
   // The page still reacts to input while the model reads.
   await page.fill("#gen-count", "7");
   assert.equal(await page.inputValue("#gen-count"), "7");

@@ -83,30 +83,33 @@ test("the sample runs live: screenshot mid-run, pause, resume, cancel", async ()
   const page = await readyPage();
   await page.waitForFunction(() => document.querySelector("#scope").text.length > 100_000);
   await page.click("#read");
-  const root = "document.querySelector('#scope').shadowRoot";
-  await page.waitForFunction(`${root}.querySelectorAll('table.losses tbody tr').length >= 6`, null, { timeout: 180_000 });
+  // Functions, not strings: the page's CSP refuses to evaluate strings as code.
+  const rows = () => page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelectorAll("table.losses tbody tr").length);
+  const moreRows = (n, timeout) =>
+    page.waitForFunction((n) => document.querySelector("#scope").shadowRoot.querySelectorAll("table.losses tbody tr").length >= n, n, { timeout });
+  await moreRows(6, 180_000);
   await page.screenshot({ path: join(SHOTS, "page-mid-run.png"), fullPage: true });
   // Every head's heatmap stays inside the memory panel, however many heads the model has.
-  const overflow = await page.evaluate(`(() => {
-    const panel = ${root}.querySelector('section[data-panel="memory"]').getBoundingClientRect();
-    return [...${root}.querySelectorAll(".heads figure")].filter((f) => f.getBoundingClientRect().right > panel.right).length;
-  })()`);
+  const overflow = await page.evaluate(() => {
+    const root = document.querySelector("#scope").shadowRoot;
+    const panel = root.querySelector('section[data-panel="memory"]').getBoundingClientRect();
+    return [...root.querySelectorAll(".heads figure")].filter((f) => f.getBoundingClientRect().right > panel.right).length;
+  });
   assert.equal(overflow, 0, `${overflow} memory heatmaps overflow their panel`);
   await page.click("infini-scope >> button.pause");
-  const rows = `${root}.querySelectorAll('table.losses tbody tr').length`;
-  const paused = await page.evaluate(rows);
+  const paused = await rows();
   // The step in flight when Pause is clicked still lands (a chunk: up to 32 segments,
   // sized by the page to its step time); after it, nothing.
   await page.waitForTimeout(1500);
-  const still = await page.evaluate(rows);
+  const still = await rows();
   await page.waitForTimeout(1500);
-  const later = await page.evaluate(rows);
+  const later = await rows();
   assert.ok(still - paused <= 32, `at most one step lands after Pause: ${paused} → ${still} segments`);
   assert.equal(later, still, `paused: ${still} → ${later} segments after the step in flight`);
   await page.click("infini-scope >> button.pause");
-  await page.waitForFunction(`${root}.querySelectorAll('table.losses tbody tr').length > ${still}`, null, { timeout: 60_000 });
+  await moreRows(still + 1, 60_000);
   await page.click("infini-scope >> button.cancel");
-  await page.waitForFunction(`${root}.querySelector('button.run').disabled === false`);
+  await page.waitForFunction(() => document.querySelector("#scope").shadowRoot.querySelector("button.run").disabled === false);
   // Continue-writing after the text read so far streams tokens into the box.
   assert.deepEqual(page.problems, []);
   await page.close();
