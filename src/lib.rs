@@ -19,7 +19,6 @@ pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod passkey;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod recall;
 pub mod reference;
 pub mod segment;

@@ -9,11 +9,16 @@
 //! known, a second reading with the memory tapped after every segment gives each
 //! σ(q) M_j, and the contributions are their differences.
 
-use crate::engine::Engine;
 use crate::reference::MEMORY_EPS;
-use crate::segment::segments;
-use crate::taps::{LayerMemory, Segment, Taps};
-use crate::{Config, Error};
+use crate::taps::LayerMemory;
+use crate::Config;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{
+    engine::Engine,
+    segment::segments,
+    taps::{Segment, Taps},
+    Error,
+};
 
 /// The recall map of one token: every layer and head, over the segments before its own.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,8 +61,42 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The recall shares of a query σ(q) `[layer][head][d]` over the segments whose Δz
+/// are `delta_z` (each `[layer][head][d]`), read against `memory` (z_{s−1}): the
+/// read's normaliser `[layer][head]` and the shares `[layer][head][j]`.
+pub fn shares(
+    config: &Config,
+    sigma_q: &[f32],
+    delta_z: &[Vec<f32>],
+    memory: &[LayerMemory],
+) -> (Vec<f32>, Vec<f32>) {
+    let (heads, d) = (config.n_heads, config.head_dim);
+    let mut normaliser = Vec::with_capacity(memory.len() * heads);
+    let mut shares = Vec::with_capacity(memory.len() * heads * delta_z.len());
+    for (l, layer) in memory.iter().enumerate() {
+        for h in 0..heads {
+            let at = (l * heads + h) * d;
+            let q = &sigma_q[at..at + d];
+            let den = dot(q, &layer.z[h * d..(h + 1) * d]).max(MEMORY_EPS);
+            normaliser.push(den);
+            shares.extend(delta_z.iter().map(|dz| dot(q, &dz[at..at + d]) / den));
+        }
+    }
+    (normaliser, shares)
+}
+
+/// Row `t` of a `[layer][t][head][d]` tap of a segment of `n` tokens: `[layer][head][d]`.
+pub fn token_row(config: &Config, tap: &[f32], n: usize, t: usize) -> Vec<f32> {
+    let width = config.n_heads * config.head_dim;
+    (0..config.n_layers)
+        .flat_map(|l| &tap[(l * n + t) * width..][..width])
+        .copied()
+        .collect()
+}
+
 /// Reads `tokens` up to the segment of token `token` and returns its recall map; the
 /// contributions too if `contributions` (a second reading, one segment per call).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn recall(
     engine: &mut Engine,
     config: &Config,
@@ -65,12 +104,7 @@ pub fn recall(
     token: usize,
     contributions: bool,
 ) -> Result<Recall, Error> {
-    let (n, layers, heads, d) = (
-        config.segment_len,
-        config.n_layers,
-        config.n_heads,
-        config.head_dim,
-    );
+    let n = config.segment_len;
     if token >= tokens.len() {
         return Err(Error::Text(format!(
             "token {token} is past the end of the text ({} tokens)",
@@ -106,22 +140,9 @@ pub fn recall(
     )?;
     let tap = out.recall.ok_or_else(untapped)?;
     let memory = out.memory.ok_or_else(untapped)?;
-    let row =
-        |v: &[f32], l: usize| v[(l * own.tokens.len() + t) * heads * d..][..heads * d].to_vec();
-    let sigma_q: Vec<f32> = (0..layers).flat_map(|l| row(&tap.sigma_q, l)).collect();
-    let a_mem: Vec<f32> = (0..layers).flat_map(|l| row(&tap.a_mem, l)).collect();
-
-    let mut normaliser = Vec::with_capacity(layers * heads);
-    let mut shares = Vec::with_capacity(layers * heads * s);
-    for (l, layer) in memory.iter().enumerate() {
-        for h in 0..heads {
-            let q = &sigma_q[(l * heads + h) * d..][..d];
-            let den = dot(q, &layer.z[h * d..(h + 1) * d]).max(MEMORY_EPS);
-            normaliser.push(den);
-            let at = (l * heads + h) * d;
-            shares.extend(delta_z.iter().map(|dz| dot(q, &dz[at..at + d]) / den));
-        }
-    }
+    let sigma_q = token_row(config, &tap.sigma_q, own.tokens.len(), t);
+    let a_mem = token_row(config, &tap.a_mem, own.tokens.len(), t);
+    let (normaliser, shares) = shares(config, &sigma_q, &delta_z, &memory);
     let contributions = if contributions {
         Some(contributions_of(
             engine,
@@ -144,12 +165,14 @@ pub fn recall(
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn untapped() -> Error {
     Error::Text("the engine returned no recall taps".into())
 }
 
 /// c_j = (σ(q) M_j − σ(q) M_{j−1}) / normaliser, `[layer][head][j][d]`, reading
 /// `before` again one segment at a time with the memory tapped after each.
+#[cfg(not(target_arch = "wasm32"))]
 fn contributions_of(
     engine: &mut Engine,
     config: &Config,

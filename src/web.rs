@@ -15,6 +15,7 @@ use crate::gate::{sigmoid, HeadKind};
 use crate::generate::Generator;
 use crate::gpu::{Gpu, GpuModel};
 use crate::passkey;
+use crate::recall;
 use crate::reference::Reference;
 use crate::stream::Stream;
 use crate::taps::{LayerMemory, Segment, SegmentOutput, Taps};
@@ -178,6 +179,11 @@ impl WebPasskey {
     pub fn answer_at(&self) -> usize {
         self.answer_at
     }
+    /// Position of the needle's first token.
+    #[wasm_bindgen(getter)]
+    pub fn needle_at(&self) -> usize {
+        self.inner.needle_at
+    }
 }
 
 /// Tokenizes a text handed over in pieces, with each token's own text.
@@ -253,6 +259,16 @@ struct State {
     memory: Vec<LayerMemory>,
     /// After the text: continue-writing.
     generator: Option<Generator>,
+    /// When asked for ([`Session::keep_recall`]): Δz of every segment written so far
+    /// (L·H·d floats each), and σ(Q) `[layer][t][head][d]` of the last segment read
+    /// but not written (the text's open segment) with its token count.
+    recall: Option<RecallLog>,
+}
+
+#[derive(Default)]
+struct RecallLog {
+    delta_z: Vec<Vec<f32>>,
+    open: Option<(Vec<f32>, usize)>,
 }
 
 /// Everything the panels draw: loss, memory shares and the memory state.
@@ -296,6 +312,7 @@ impl Session {
             engine,
             segments_written: 0,
             generator: None,
+            recall: None,
         };
         Session {
             state: Rc::new(RefCell::new(state)),
@@ -327,6 +344,28 @@ impl Session {
         Ok(())
     }
 
+    /// Keeps what the recall map of the text's last token needs (docs/DESIGN.md §6):
+    /// d floats per head for every segment read, so ask for it on haystacks, not novels.
+    pub fn keep_recall(&self) -> Result<(), JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        state.recall = Some(RecallLog::default());
+        Ok(())
+    }
+
+    /// The recall shares of the text's last token (read by [`Self::end_text`]'s open
+    /// segment) over every segment before its own, `[layer][head][j]`, as
+    /// `infiniscope recall --json` gives them; empty until that segment has run.
+    pub fn recall_shares(&self) -> Result<Vec<f32>, JsError> {
+        let state = self.state.try_borrow().map_err(|_| busy())?;
+        let Some((sigma_q, n)) = state.recall.as_ref().and_then(|r| r.open.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let config = &state.model.config;
+        let last = recall::token_row(config, sigma_q, *n, n - 1);
+        let log = state.recall.as_ref().expect("checked above");
+        Ok(recall::shares(config, &last, &log.delta_z, &state.memory).1)
+    }
+
     /// Segments ready to run.
     #[wasm_bindgen(getter)]
     pub fn pending(&self) -> usize {
@@ -346,7 +385,21 @@ impl Session {
             if chunk.is_empty() {
                 return Ok(results.into());
             }
-            let (outputs, recovered) = state.run(&chunk, PANEL_TAPS).await?;
+            let taps = Taps {
+                recall: state.recall.is_some(),
+                ..PANEL_TAPS
+            };
+            let (mut outputs, recovered) = state.run(&chunk, taps).await?;
+            if let Some(log) = state.recall.as_mut() {
+                for (segment, out) in chunk.iter().zip(&mut outputs) {
+                    let tap = out.recall.take().expect("recall tapped");
+                    if segment.commit {
+                        log.delta_z.push(tap.delta_z);
+                    } else {
+                        log.open = Some((tap.sigma_q, segment.tokens.len()));
+                    }
+                }
+            }
             for (segment, out) in chunk.iter().zip(outputs) {
                 results.push(&SegmentResult::new(&state, segment, out, recovered.clone()).into());
             }

@@ -330,8 +330,11 @@ export class InfiniScope extends HTMLElement {
       return;
     }
     const { model, info } = this.#loaded;
+    const session = new Session(model, true);
+    // The passkey's recall map needs Δz of every segment (d floats per head each).
+    if (tokens?.recall) session.keep_recall();
     const run = {
-      session: new Session(model, true),
+      session,
       baseline: this.#$(".baseline").checked ? new Session(model, false) : null,
       info,
       tokensDone: 0,
@@ -645,16 +648,22 @@ export class InfiniScope extends HTMLElement {
    * The paper's passkey test: a haystack of `length` tokens with a five-digit key at
    * `depth`, read like any text up to the question, then five tokens of greedy
    * generation (as `infiniscope passkey` does). The key counts only when the answer
-   * is all five digits.
+   * is all five digits. `recall` is the recall map of the question's last token (the
+   * one that predicts the first digit): `shares` `[layer][head][segment]` over the
+   * segments before its own, and the segment the needle starts in.
    */
   async passkey(length, depth, key = Math.floor(Math.random() * 100000)) {
     if (!this.#loaded) throw new Error("The model is not loaded yet.");
-    const haystack = this.#loaded.model.passkey(length, depth, key);
+    const { model, info } = this.#loaded;
+    const haystack = model.passkey(length, depth, key);
     const at = haystack.answer_at;
-    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at) });
+    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at), recall: true });
     if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
+    const { n_layers: layers, n_heads: heads, segment_len: n } = info.config;
+    const shares = run.session.recall_shares();
+    const recall = { shares, layers, heads, segments: shares.length / (layers * heads), needle: Math.floor(haystack.needle_at / n) };
     const answer = await this.generate(5, { temperature: 0 });
-    return { length, depth, key: haystack.key, answer, correct: answer === haystack.key };
+    return { length, depth, key: haystack.key, answer, correct: answer === haystack.key, recall };
   }
 
   /** Continues the text read so far by `count` tokens, calling `onPiece(text)` as each arrives. */

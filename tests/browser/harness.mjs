@@ -68,6 +68,14 @@ export function cliPasskey(length, depth, model = join(DIST, "models/infini-tiny
   return out.results[0].answers[0];
 }
 
+/** `infiniscope recall --json --shares-only` of `text` (its last token) on the CPU reference. */
+export function cliRecall(text, model = join(DIST, "models/infini-tiny")) {
+  const file = join(mkdtempSync(join(tmpdir(), "infiniscope-text-")), "text.txt");
+  writeFileSync(file, text);
+  const args = ["recall", "--cpu", "--json", "--shares-only", "--model", model, "--text", file];
+  return JSON.parse(execFileSync(CLI, args, { encoding: "utf8", maxBuffer: 1 << 28 }));
+}
+
 /** Waits for an element's `done` (or `error`) event after `action` starts a run. */
 export async function runAndWait(page, selector, action, timeout = 240_000) {
   const finished = page.evaluate(

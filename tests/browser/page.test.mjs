@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { assertMatchesCli, browser, cliEval, cliPasskey, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
+import { assertMatchesCli, browser, cliEval, cliPasskey, cliRecall, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
 
 const SHOTS = join(ROOT, "target/screenshots");
 const TEXT =
@@ -131,6 +131,32 @@ test("passkey and continue-writing", async () => {
   assert.equal(mine.key, cli.key);
   assert.equal(mine.answer, cli.answer, `greedy answer for key ${cli.key}`);
   assert.equal(mine.correct, cli.answer === cli.key);
+  // The answer's recall map is the CLI's for the same text (the haystack up to the
+  // question), head by head, within 1e-4.
+  const { text, segmentTexts } = await page.evaluate(async (key) => {
+    const scope = document.getElementById("scope");
+    const hay = scope.model.model.passkey(256, 0.5, +key);
+    const n = JSON.parse(scope.model.model.info).config.segment_len;
+    const pieces = hay.pieces.slice(0, hay.answer_at);
+    const segmentTexts = [];
+    for (let i = 0; i + n < pieces.length; i += n) segmentTexts.push(pieces.slice(i, i + n).join(""));
+    return { text: pieces.join(""), segmentTexts };
+  }, cli.key);
+  const recall = cliRecall(text);
+  assert.deepEqual(recall.segments.map((s) => s.text), segmentTexts.slice(0, recall.segment), "the CLI cut the same segments");
+  const { shares, layers, heads, segments, needle } = mine.recall;
+  assert.equal(segments, recall.segment);
+  recall.heads.forEach((h, i) => {
+    assert.equal(h.layer * heads + h.head, i);
+    h.shares.forEach((want, j) => assert.ok(Math.abs(shares[i * segments + j] - want) <= 1e-4, `L${h.layer}H${h.head} segment ${j}: ${shares[i * segments + j]} vs ${want}`));
+  });
+  // Per memory-leaning head: the segment with the largest share, beside the needle's.
+  const report = recall.heads
+    .filter((h) => h.gate > 0.5)
+    .map((h) => `L${h.layer}H${h.head} (g ${h.gate.toFixed(2)}): segment ${h.shares.indexOf(Math.max(...h.shares))}`);
+  console.log(`needle in segment ${needle} of ${segments}; largest recall share: ${report.join(", ")}`);
+  assert.match(await page.textContent("#pk-recall-note"), /the needle starts in segment \d+/);
+  await page.locator("section.experiments > div").first().screenshot({ path: join(SHOTS, "passkey-recall.png") });
   await page.fill("#gen-count", "12");
   await page.click("#gen-run");
   await page.waitForFunction(() => !document.getElementById("gen-run").disabled && document.getElementById("gen-out").textContent.length > 0, null, { timeout: 120_000 });
