@@ -39,6 +39,10 @@ struct Args {
     /// session without the checkpoints continues training.
     #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
+    /// With --init: the curriculum stage to start at (0 = 128-token haystacks; each
+    /// stage doubles the length), so a continued model keeps the lengths it unlocked.
+    #[arg(long, default_value_t = 0, requires = "init")]
+    stage: usize,
     /// Stop after this many minutes of wall time (a checkpoint is written first);
     /// with --resume, 0 re-exports the checkpoint without training.
     #[arg(long, default_value_t = 30.0)]
@@ -181,7 +185,10 @@ fn train(args: &Args) -> Result<(), String> {
         };
         (
             InfiniModel::from_weights(&config, &weights, &device),
-            Progress::default(),
+            Progress {
+                stage: args.stage.min(LENGTHS.len() - 1),
+                ..Progress::default()
+            },
         )
     };
     eprintln!(
