@@ -9,12 +9,13 @@
 //! known, a second reading with the memory tapped after every segment gives each
 //! σ(q) M_j, and the contributions are their differences.
 
-use crate::reference::MEMORY_EPS;
+use crate::reference::{dot, MEMORY_EPS};
 use crate::taps::LayerMemory;
 use crate::Config;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::{
     engine::Engine,
+    reference::matmul,
     segment::segments,
     taps::{Segment, Taps},
     Error,
@@ -55,10 +56,6 @@ impl Recall {
         let at = ((layer * config.n_heads + head) * self.segment + j) * d;
         Some(&self.contributions.as_ref()?[at..at + d])
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The recall shares of a query σ(q) `[layer][head][d]` over the segments whose Δz
@@ -188,7 +185,7 @@ fn contributions_of(
             for h in 0..heads {
                 let q = &sigma_q[(l * heads + h) * d..][..d];
                 let m = &layer.m[h * d * d..(h + 1) * d * d];
-                out.extend((0..d).map(|col| (0..d).map(|i| q[i] * m[i * d + col]).sum::<f32>()));
+                out.extend(matmul(q, m, 1, d, d));
             }
         }
         out

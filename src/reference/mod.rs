@@ -16,6 +16,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 pub use ops::*;
+// The recall map folds σ(q)·z exactly as the memory read does.
+pub(crate) use numerics::dot;
 
 use crate::segment::validate_segment;
 use crate::taps::{LayerMemory, MemoryMode, RecallTap, RunOptions, Segment, SegmentOutput, Taps};

@@ -46,7 +46,7 @@ pub(super) fn gemm(
 }
 
 /// Σ aᵢbᵢ, summed in eight interleaved lanes so that it vectorizes.
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8
         .remainder()
