@@ -76,6 +76,14 @@ struct Args {
     /// Export the weights rounded to f16: half the file the page downloads.
     #[arg(long)]
     f16: bool,
+    /// Share of steps whose sequences start from the memory another sequence left
+    /// (its M and z, detached) instead of an empty one: the model meets memories that
+    /// hold far more than one training sequence wrote, as in a long text (docs/DESIGN.md §7).
+    #[arg(long, default_value_t = 0.0)]
+    carry: f64,
+    /// Carried memories are dropped once they hold this many tokens.
+    #[arg(long, default_value_t = 16_384)]
+    carry_tokens: usize,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -208,12 +216,17 @@ fn train(args: &Args) -> Result<(), String> {
         .open(&log_path)
         .map_err(|e| e.to_string())?;
     if progress.step == 0 {
-        writeln!(log, "step,tokens,seconds,length,loss,passkey_accuracy,lr")
-            .map_err(|e| e.to_string())?;
+        writeln!(
+            log,
+            "step,tokens,seconds,memory_tokens,loss,passkey_accuracy,lr"
+        )
+        .map_err(|e| e.to_string())?;
     }
     let session = Instant::now();
     let (seconds_before, tokens_before) = (progress.seconds, progress.tokens);
     let mut last_checkpoint = Instant::now();
+    // The memory the last step's first sequence left, and how many tokens wrote it.
+    let mut carried = (model.empty_memory(), 0usize);
     while progress.tokens < args.budget && session.elapsed().as_secs_f64() < args.minutes * 60.0 {
         let mut rng = ChaCha8Rng::seed_from_u64(
             args.seed
@@ -246,14 +259,19 @@ fn train(args: &Args) -> Result<(), String> {
             .collect();
         let lr = learning_rate(args.lr, progress.tokens, args.budget);
         let gate_lr = learning_rate(args.gate_lr, progress.tokens, args.budget);
-        let (next, loss_value, accuracy) = train::step(
+        let carry = rng.random_bool(args.carry) && carried.1 + length <= args.carry_tokens;
+        let empty = model.empty_memory();
+        let stepped = train::step(
             model,
             &shape,
             &examples,
+            if carry { &carried.0 } else { &empty },
             (&mut opt_main, &mut opt_gates),
             (lr, gate_lr),
         );
-        model = next;
+        carried = (stepped.memory, length + if carry { carried.1 } else { 0 });
+        model = stepped.model;
+        let (loss_value, accuracy) = (stepped.loss, stepped.accuracy);
         if !loss_value.is_finite() {
             return Err(format!(
                 "loss became {loss_value} at step {}",
@@ -284,7 +302,7 @@ fn train(args: &Args) -> Result<(), String> {
             progress.step,
             progress.tokens,
             progress.seconds,
-            length,
+            carried.1,
             loss_value,
             accuracy.map(|a| a.to_string()).unwrap_or_default(),
             lr
@@ -304,8 +322,8 @@ fn train(args: &Args) -> Result<(), String> {
                 })
                 .collect();
             eprintln!(
-                "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} lr {:.2e} {:.0} tok/s gates {}",
-                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, lr, rate, gates.join(" ")
+                "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} memory {:>5} lr {:.2e} {:.0} tok/s gates {}",
+                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, carried.1, lr, rate, gates.join(" ")
             );
         }
         if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {

@@ -150,9 +150,26 @@ impl InfiniModel {
     /// instead: one segment at a time through the whole stack, M and z carried between
     /// calls (the definition the layered order is tested against).
     pub fn forward(&self, tokens: Tensor<2, Int>, shape: &Shape) -> Tensor<3> {
-        let mut memory: Vec<Option<Memory>> = (0..self.layers.len()).map(|_| None).collect();
+        self.forward_from(tokens, shape, self.empty_memory()).0
+    }
+
+    /// No layer has written anything: one `None` per layer.
+    pub fn empty_memory(&self) -> Vec<Option<Memory>> {
+        (0..self.layers.len()).map(|_| None).collect()
+    }
+
+    /// [`forward`](Self::forward) continuing from `memory` (one per layer, None =
+    /// empty, each `[batch, …]` like `tokens`); also returns M and z after the last
+    /// segment, so a training sequence can start where another one left the memory.
+    pub fn forward_from(
+        &self,
+        tokens: Tensor<2, Int>,
+        shape: &Shape,
+        mut memory: Vec<Option<Memory>>,
+    ) -> (Tensor<3>, Vec<Option<Memory>>) {
         if shape.order == Order::Layered {
-            return self.read(tokens, shape, &mut memory);
+            let logits = self.read(tokens, shape, &mut memory);
+            return (logits, memory);
         }
         let length = tokens.dims()[1];
         let logits = (0..length)
@@ -162,7 +179,7 @@ impl InfiniModel {
                 self.read(tokens.clone().narrow(1, start, len), shape, &mut memory)
             })
             .collect();
-        Tensor::cat(logits, 1)
+        (Tensor::cat(logits, 1), memory)
     }
 
     /// Logits for `tokens` `[batch, tokens]` continuing from `memory` (one per layer,
@@ -228,6 +245,23 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// The first sequence's M and z, cut from the graph that wrote them (gradients stop
+    /// at the start of the next sequence): `[1, head, d, …]`.
+    pub fn first_detached(&self) -> Memory {
+        Memory {
+            m: self.m.clone().narrow(0, 0, 1).detach(),
+            z: self.z.clone().narrow(0, 0, 1).detach(),
+        }
+    }
+
+    /// A `[1, …]` memory given to each of `batch` sequences.
+    pub fn repeat(&self, batch: usize) -> Memory {
+        Memory {
+            m: self.m.clone().repeat_dim(0, batch),
+            z: self.z.clone().repeat_dim(0, batch),
+        }
+    }
+
     /// (M, z) of `memory`, or zeros `[batch, head, d, …]` when nothing is written yet.
     fn take_or_empty(
         memory: &mut Option<Memory>,

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 
 use crate::data::Example;
-use crate::model::{weighted_nll, InfiniModel, Shape};
+use crate::model::{weighted_nll, InfiniModel, Memory, Shape};
 use infiniscope::{Config, UpdateRule};
 
 pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
@@ -134,18 +134,39 @@ pub fn learning_rate(peak: f64, tokens: usize, budget: usize) -> f64 {
     peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
 }
 
-/// Forward, backward and one update of both optimizers; returns the mean weighted
-/// loss and the passkey digit accuracy of the batch.
+/// What one optimizer step returns.
+pub struct Stepped {
+    pub model: InfiniModel,
+    /// Mean weighted loss of the batch.
+    pub loss: f32,
+    /// Passkey digit accuracy (teacher-forced argmax), for passkey batches.
+    pub accuracy: Option<f32>,
+    /// The first sequence's M and z after its last segment, detached: where a later
+    /// sequence can start ([`Memory::first_detached`]).
+    pub memory: Vec<Option<Memory>>,
+}
+
+/// Forward from `memory` (`[1, …]` per layer, given to every sequence; None = empty),
+/// backward and one update of both optimizers.
 pub fn step(
     model: InfiniModel,
     shape: &Shape,
     examples: &[Example],
+    memory: &[Option<Memory>],
     (opt_main, opt_gates): (&mut ModuleOptimizer, &mut ModuleOptimizer),
     (lr, gate_lr): (f64, f64),
-) -> (InfiniModel, f32, Option<f32>) {
+) -> Stepped {
     let device = model.embed.val().device();
     let (inputs, targets, weights) = batch_tensors(examples, &device);
-    let logits = model.forward(inputs, shape);
+    let start = memory
+        .iter()
+        .map(|m| m.as_ref().map(|m| m.repeat(examples.len())))
+        .collect();
+    let (logits, end) = model.forward_from(inputs, shape, start);
+    let memory = end
+        .iter()
+        .map(|m| m.as_ref().map(Memory::first_detached))
+        .collect();
     let accuracy = passkey_accuracy(&logits, examples);
     let total_weight: f32 = examples.iter().flat_map(|e| &e.weights).sum();
     let loss = weighted_nll(logits, targets, weights) / total_weight;
@@ -155,5 +176,10 @@ pub fn step(
     let grads_main = GradientsParams::from_module(&mut grads, &model);
     let model = opt_main.step(lr, model, grads_main);
     let model = opt_gates.step(gate_lr, model, grads_gates);
-    (model, loss_value, accuracy)
+    Stepped {
+        model,
+        loss: loss_value,
+        accuracy,
+        memory,
+    }
 }

@@ -155,17 +155,22 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
         .flat_map(|l| l.beta.val().try_into_vec_as::<f32>().unwrap())
         .collect();
     let mut losses = Vec::new();
-    for _ in 0..12 {
-        let (next, loss, _) = train::step(
+    // Every other step starts from the memory the step before left (`--carry`).
+    let mut carried = model.empty_memory();
+    for i in 0..12 {
+        let empty = model.empty_memory();
+        let stepped = train::step(
             model,
             &shape,
             &examples,
+            if i % 2 == 1 { &carried } else { &empty },
             (&mut opt_main, &mut opt_gates),
             (3e-3, 1e-2),
         );
-        model = next;
-        assert!(loss.is_finite());
-        losses.push(loss);
+        model = stepped.model;
+        carried = stepped.memory;
+        assert!(stepped.loss.is_finite());
+        losses.push(stepped.loss);
     }
     let beta_after: Vec<f32> = model
         .layers
@@ -255,5 +260,62 @@ fn layered_forward_and_gradients_equal_segment_by_segment() {
         };
         close(&layered, &by_segment, "logits");
         close(&layered_grads, &by_segment_grads, "gradients");
+    }
+}
+
+/// A sequence started from the memory another one left reads exactly as the second
+/// half of the two read as one text, for each sequence it is given to: what `--carry`
+/// relies on.
+#[test]
+fn a_sequence_continues_from_a_carried_memory() {
+    for rule in [UpdateRule::Delta, UpdateRule::Linear] {
+        let (config, _) = smoke(rule);
+        let device = Device::flex();
+        let mut weights = Weights::random(&config, 9);
+        for layer in &mut weights.layers {
+            layer.beta = vec![1.5, -0.5];
+        }
+        let model = InfiniModel::from_weights(&config, &weights, &device);
+        let n = config.segment_len;
+        let tokens: Vec<u32> = (0..6 * n as u32)
+            .map(|i| (i * 29 + 5) % config.vocab_size as u32)
+            .collect();
+        for order in [Order::Layered, Order::BySegment] {
+            let shape = Shape {
+                order,
+                ..Shape::of(&config, true)
+            };
+            let whole = model
+                .forward(tokens_tensor(&tokens, &device), &shape)
+                .narrow(1, 3 * n, 3 * n)
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let (_, left) = model.forward_from(
+                tokens_tensor(&tokens[..3 * n], &device),
+                &shape,
+                model.empty_memory(),
+            );
+            let carried = left
+                .iter()
+                .map(|m| m.as_ref().map(|m| m.first_detached().repeat(2)))
+                .collect();
+            let second = tokens_tensor(&tokens[3 * n..], &device);
+            let (continued, _) = model.forward_from(
+                Tensor::cat(vec![second.clone(), second], 0),
+                &shape,
+                carried,
+            );
+            let continued = continued.try_into_vec_as::<f32>().unwrap();
+            for copy in continued.chunks(whole.len()) {
+                let worst = whole
+                    .iter()
+                    .zip(copy)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst < 1e-4,
+                    "{rule:?} {order:?}: carried read differs by {worst}"
+                );
+            }
+        }
     }
 }
