@@ -1,8 +1,8 @@
 //! `cargo xtask demo` and `cargo xtask test`: the README's two commands (and
 //! `cargo xtask bench`, the benchmarks of BENCHMARKS.md in one run). Each first
 //! installs what is missing on a fresh Debian machine (lavapipe, the wasm target,
-//! wasm-bindgen, Trunk, the npm packages, Chromium), and skips what is already
-//! there, so reruns are fast.
+//! wasm-bindgen, Trunk, the npm packages, Chromium, the PyPI packages of the ONNX
+//! export test), and skips what is already there, so reruns are fast.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -158,6 +158,35 @@ fn ensure_chromium() -> Result<(), String> {
     run("apt-get", &["install", "-y", "-qq", "chromium"])
 }
 
+/// The PyPI packages tests/onnx_export.rs runs tools/export_onnx.py with, pinned to
+/// versions that install together on Python 3.11.
+const PYTHON_PACKAGES: &[&str] = &[
+    "onnx==1.23.2",
+    "onnxruntime==1.32.0",
+    "numpy==2.4.6",
+    "tokenizers==0.23.3",
+];
+
+/// onnx, onnxruntime, numpy and tokenizers for python3 (pip from Debian if missing).
+fn ensure_python_packages() -> Result<(), String> {
+    if succeeds(
+        "python3",
+        &["-c", "import onnx, onnxruntime, numpy, tokenizers"],
+    ) {
+        return Ok(());
+    }
+    if !succeeds("python3", &["-m", "pip", "--version"]) && Path::new("/usr/bin/apt-get").exists() {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "python3-pip"])?;
+    }
+    // Debian's own python3 refuses pip installs outside a virtual environment (PEP
+    // 668) unless told; the pip of any other Python ignores the variable.
+    std::env::set_var("PIP_BREAK_SYSTEM_PACKAGES", "1");
+    let mut args = vec!["-m", "pip", "install", "--quiet"];
+    args.extend_from_slice(PYTHON_PACKAGES);
+    run("python3", &args)
+}
+
 fn trunk(command: &str) -> Result<(), String> {
     run("trunk", &[command, "--skip-version-check"])
 }
@@ -173,6 +202,7 @@ fn test() -> Result<(), String> {
     ensure_lavapipe()?;
     ensure_web_tools()?;
     ensure_chromium()?;
+    ensure_python_packages()?;
     ensure_runtime_dir();
     run("cargo", &["test", "--release", "--workspace"])?;
     // The page, built as `cargo xtask demo` serves it, in headless Chromium.
