@@ -76,7 +76,7 @@ struct Args {
     /// Export the weights rounded to f16: half the file the page downloads.
     #[arg(long)]
     f16: bool,
-    /// Share of steps whose sequences start from the memory another sequence left
+    /// Share of steps whose sequences start from the memory the last text step left
     /// (its M and z, detached) instead of an empty one: the model meets memories that
     /// hold far more than one training sequence wrote, as in a long text (docs/DESIGN.md §7).
     #[arg(long, default_value_t = 0.0)]
@@ -260,6 +260,8 @@ fn train(args: &Args) -> Result<(), String> {
         let lr = learning_rate(args.lr, progress.tokens, args.budget);
         let gate_lr = learning_rate(args.gate_lr, progress.tokens, args.budget);
         let carry = rng.random_bool(args.carry) && carried.1 + length <= args.carry_tokens;
+        // Tokens that wrote the memory by the end of this step's sequences.
+        let memory_tokens = length + if carry { carried.1 } else { 0 };
         let empty = model.empty_memory();
         let stepped = train::step(
             model,
@@ -269,7 +271,11 @@ fn train(args: &Args) -> Result<(), String> {
             (&mut opt_main, &mut opt_gates),
             (lr, gate_lr),
         );
-        carried = (stepped.memory, length + if carry { carried.1 } else { 0 });
+        // Only text leaves a memory to carry: a carried haystack's key would compete
+        // with the next haystack's (tried: digit accuracy fell from 0.8 to 0.25).
+        if !passkey_step {
+            carried = (stepped.memory, memory_tokens);
+        }
         model = stepped.model;
         let (loss_value, accuracy) = (stepped.loss, stepped.accuracy);
         if !loss_value.is_finite() {
@@ -302,7 +308,7 @@ fn train(args: &Args) -> Result<(), String> {
             progress.step,
             progress.tokens,
             progress.seconds,
-            carried.1,
+            memory_tokens,
             loss_value,
             accuracy.map(|a| a.to_string()).unwrap_or_default(),
             lr
@@ -323,7 +329,7 @@ fn train(args: &Args) -> Result<(), String> {
                 .collect();
             eprintln!(
                 "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} memory {:>5} lr {:.2e} {:.0} tok/s gates {}",
-                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, carried.1, lr, rate, gates.join(" ")
+                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, memory_tokens, lr, rate, gates.join(" ")
             );
         }
         if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {
