@@ -9,17 +9,13 @@
 //! known, a second reading with the memory tapped after every segment gives each
 //! σ(q) M_j, and the contributions are their differences.
 
+use std::collections::VecDeque;
+
 use crate::reference::{dot, MEMORY_EPS};
-use crate::taps::LayerMemory;
+use crate::taps::{LayerMemory, RecallTap, Segment};
 use crate::Config;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::{
-    engine::Engine,
-    reference::matmul,
-    segment::segments,
-    taps::{Segment, Taps},
-    Error,
-};
+use crate::{engine::Engine, reference::matmul, segment::segments, taps::Taps, Error};
 
 /// The recall map of one token: every layer and head, over the segments before its own.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,27 +55,40 @@ impl Recall {
 }
 
 /// The recall shares of a query σ(q) `[layer][head][d]` over the segments whose Δz
-/// are `delta_z` (each `[layer][head][d]`), read against `memory` (z_{s−1}): the
-/// read's normaliser `[layer][head]` and the shares `[layer][head][j]`.
+/// are `delta_z` (each `[layer][head][d]`), read against z_{s−1} `[layer][head][d]`:
+/// the read's normaliser `[layer][head]` and the shares `[layer][head][j]`.
 pub fn shares(
     config: &Config,
     sigma_q: &[f32],
     delta_z: &[Vec<f32>],
-    memory: &[LayerMemory],
+    z: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let (heads, d) = (config.n_heads, config.head_dim);
-    let mut normaliser = Vec::with_capacity(memory.len() * heads);
-    let mut shares = Vec::with_capacity(memory.len() * heads * delta_z.len());
-    for (l, layer) in memory.iter().enumerate() {
-        for h in 0..heads {
-            let at = (l * heads + h) * d;
-            let q = &sigma_q[at..at + d];
-            let den = dot(q, &layer.z[h * d..(h + 1) * d]).max(MEMORY_EPS);
-            normaliser.push(den);
-            shares.extend(delta_z.iter().map(|dz| dot(q, &dz[at..at + d]) / den));
-        }
+    let d = config.head_dim;
+    let rows = config.n_layers * config.n_heads;
+    let mut normaliser = Vec::with_capacity(rows);
+    let mut shares = Vec::with_capacity(rows * delta_z.len());
+    for row in 0..rows {
+        let at = row * d;
+        let q = &sigma_q[at..at + d];
+        let den = dot(q, &z[at..at + d]).max(MEMORY_EPS);
+        normaliser.push(den);
+        shares.extend(delta_z.iter().map(|dz| dot(q, &dz[at..at + d]) / den));
     }
     (normaliser, shares)
+}
+
+/// z of every layer's memory, `[layer][head][d]`.
+pub fn z_of(memory: &[LayerMemory]) -> Vec<f32> {
+    memory.iter().flat_map(|l| l.z.iter().copied()).collect()
+}
+
+/// z after the segments whose Δz are `delta_z`, `[layer][head][d]`: their sum, in
+/// reading order as the engines add them.
+pub fn z_after(delta_z: &[Vec<f32>], width: usize) -> Vec<f32> {
+    delta_z.iter().fold(vec![0.0; width], |mut z, dz| {
+        z.iter_mut().zip(dz).for_each(|(z, dz)| *z += dz);
+        z
+    })
 }
 
 /// Row `t` of a `[layer][t][head][d]` tap of a segment of `n` tokens: `[layer][head][d]`.
@@ -89,6 +98,73 @@ pub fn token_row(config: &Config, tap: &[f32], n: usize, t: usize) -> Vec<f32> {
         .flat_map(|l| &tap[(l * n + t) * width..][..width])
         .copied()
         .collect()
+}
+
+/// Segments whose σ(Q) a session keeps for recall maps: the last this many read.
+pub const RECALL_WINDOW: usize = 64;
+/// Segments whose Δz a session keeps (4 KiB each for infini-tiny): past this, a text
+/// has no recall maps rather than an ever-growing log.
+pub const RECALL_SEGMENTS: usize = 16_384;
+
+/// What a reader keeps, segment by segment, to give the recall shares of any recent
+/// token without reading the text again (the page's recall maps).
+#[derive(Default)]
+pub struct RecallLog {
+    /// Δz of every segment written so far, `[layer][head][d]` each.
+    delta_z: Vec<Vec<f32>>,
+    /// σ(Q) `[layer][t][head][d]` of the last [`RECALL_WINDOW`] segments read (the
+    /// text's open segment, read but not written, included): (segment index, σ(Q),
+    /// tokens).
+    sigma_q: VecDeque<(usize, Vec<f32>, usize)>,
+    /// Set once the text outgrew [`RECALL_SEGMENTS`]: nothing more is kept.
+    full: bool,
+}
+
+impl RecallLog {
+    /// Records one segment's recall tap.
+    pub fn keep(&mut self, segment: &Segment, tap: RecallTap) {
+        if self.full {
+            return;
+        }
+        if self.delta_z.len() >= RECALL_SEGMENTS {
+            *self = RecallLog {
+                full: true,
+                ..RecallLog::default()
+            };
+            return;
+        }
+        if segment.commit {
+            self.delta_z.push(tap.delta_z);
+        }
+        if self.sigma_q.len() == RECALL_WINDOW {
+            self.sigma_q.pop_front();
+        }
+        self.sigma_q
+            .push_back((segment.index, tap.sigma_q, segment.tokens.len()));
+    }
+
+    /// The recall shares of token `token` of the text, `[layer][head][j]` over the
+    /// segments before its own.
+    pub fn shares(&self, config: &Config, token: usize) -> Result<Vec<f32>, String> {
+        if self.full {
+            return Err(format!(
+                "recall maps are kept for texts of up to {RECALL_SEGMENTS} segments; this one is longer"
+            ));
+        }
+        let (s, t) = (token / config.segment_len, token % config.segment_len);
+        let Some((_, sigma_q, n)) = self.sigma_q.iter().find(|(index, ..)| *index == s) else {
+            return Err(format!(
+                "token {token} is in segment {s}: σ(q) is kept for the last {RECALL_WINDOW} segments read"
+            ));
+        };
+        if t >= *n {
+            return Err(format!("token {token} has not been read"));
+        }
+        let q = token_row(config, sigma_q, *n, t);
+        let before = &self.delta_z[..s.min(self.delta_z.len())];
+        let z = z_after(before, q.len());
+        Ok(shares(config, &q, before, &z).1)
+    }
 }
 
 /// Reads `tokens` up to the segment of token `token` and returns its recall map; the
@@ -139,7 +215,7 @@ pub fn recall(
     let memory = out.memory.ok_or_else(untapped)?;
     let sigma_q = token_row(config, &tap.sigma_q, own.tokens.len(), t);
     let a_mem = token_row(config, &tap.a_mem, own.tokens.len(), t);
-    let (normaliser, shares) = shares(config, &sigma_q, &delta_z, &memory);
+    let (normaliser, shares) = shares(config, &sigma_q, &delta_z, &z_of(&memory));
     let contributions = if contributions {
         Some(contributions_of(
             engine,

@@ -15,7 +15,7 @@ use crate::gate::{sigmoid, HeadKind};
 use crate::generate::Generator;
 use crate::gpu::{Gpu, GpuModel};
 use crate::passkey;
-use crate::recall;
+use crate::recall::{RecallLog, RECALL_SEGMENTS};
 use crate::reference::Reference;
 use crate::stream::Stream;
 use crate::taps::{LayerMemory, Segment, SegmentOutput, Taps};
@@ -259,16 +259,8 @@ struct State {
     memory: Vec<LayerMemory>,
     /// After the text: continue-writing.
     generator: Option<Generator>,
-    /// When asked for ([`Session::keep_recall`]): Δz of every segment written so far
-    /// (L·H·d floats each), and σ(Q) `[layer][t][head][d]` of the last segment read
-    /// but not written (the text's open segment) with its token count.
+    /// When asked for ([`Session::keep_recall`]): what recall maps need.
     recall: Option<RecallLog>,
-}
-
-#[derive(Default)]
-struct RecallLog {
-    delta_z: Vec<Vec<f32>>,
-    open: Option<(Vec<f32>, usize)>,
 }
 
 /// Everything the panels draw: loss, memory shares and the memory state.
@@ -344,26 +336,32 @@ impl Session {
         Ok(())
     }
 
-    /// Keeps what the recall map of the text's last token needs (docs/DESIGN.md §6):
-    /// d floats per head for every segment read, so ask for it on haystacks, not novels.
+    /// Keeps what recall maps need from here on (docs/DESIGN.md §6): Δz of every
+    /// segment written (d floats per head, up to [`RECALL_SEGMENTS`] segments) and σ(Q)
+    /// of the last [`RECALL_WINDOW`](crate::recall::RECALL_WINDOW) segments read.
     pub fn keep_recall(&self) -> Result<(), JsError> {
         let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
         state.recall = Some(RecallLog::default());
         Ok(())
     }
 
-    /// The recall shares of the text's last token (read by [`Self::end_text`]'s open
-    /// segment) over every segment before its own, `[layer][head][j]`, as
-    /// `infiniscope recall --json` gives them; empty until that segment has run.
-    pub fn recall_shares(&self) -> Result<Vec<f32>, JsError> {
+    /// The recall shares of token `token` of the text (0 = its first) over every
+    /// segment before its own, `[layer][head][j]`, as `infiniscope recall --json`
+    /// gives them. The token's segment must be among the last [`RECALL_WINDOW`](crate::recall::RECALL_WINDOW) read.
+    pub fn token_recall(&self, token: usize) -> Result<Vec<f32>, JsError> {
         let state = self.state.try_borrow().map_err(|_| busy())?;
-        let Some((sigma_q, n)) = state.recall.as_ref().and_then(|r| r.open.as_ref()) else {
-            return Ok(Vec::new());
-        };
-        let config = &state.model.config;
-        let last = recall::token_row(config, sigma_q, *n, n - 1);
-        let log = state.recall.as_ref().expect("checked above");
-        Ok(recall::shares(config, &last, &log.delta_z, &state.memory).1)
+        let log = state
+            .recall
+            .as_ref()
+            .ok_or_else(|| JsError::new("this session keeps no recall maps"))?;
+        log.shares(&state.model.config, token)
+            .map_err(|e| JsError::new(&e))
+    }
+
+    /// Segments a text may have and still get recall maps.
+    #[wasm_bindgen(getter)]
+    pub fn recall_segments(&self) -> usize {
+        RECALL_SEGMENTS
     }
 
     /// Segments ready to run.
@@ -392,12 +390,7 @@ impl Session {
             let (mut outputs, recovered) = state.run(&chunk, taps).await?;
             if let Some(log) = state.recall.as_mut() {
                 for (segment, out) in chunk.iter().zip(&mut outputs) {
-                    let tap = out.recall.take().expect("recall tapped");
-                    if segment.commit {
-                        log.delta_z.push(tap.delta_z);
-                    } else {
-                        log.open = Some((tap.sigma_q, segment.tokens.len()));
-                    }
+                    log.keep(segment, out.recall.take().expect("recall tapped"));
                 }
             }
             for (segment, out) in chunk.iter().zip(outputs) {

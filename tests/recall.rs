@@ -8,7 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use infiniscope::engine::Engine;
-use infiniscope::recall::recall;
+use infiniscope::recall::{recall, RecallLog, RECALL_WINDOW};
+use infiniscope::segment::segments;
 use infiniscope::taps::Taps;
 use infiniscope::{RunOptions, UpdateRule};
 
@@ -86,4 +87,40 @@ fn chunked_reading_taps_what_one_segment_at_a_time_does() {
             common::assert_close(&format!("{at}: Δz"), &g.delta_z, &w.delta_z, 1e-5);
         }
     }
+}
+
+/// The page's way: one reading in chunks, each segment's tap kept in a `RecallLog`,
+/// gives any recent token the shares `infiniscope recall` computes by reading the
+/// text again up to it; tokens older than the window get an error that says so.
+#[test]
+fn a_recall_log_gives_recent_tokens_the_shares_of_a_fresh_reading() {
+    let model = common::model(common::odd_config(UpdateRule::Delta), 15);
+    let c = &model.config;
+    let n = c.segment_len;
+    let count = RECALL_WINDOW + 6;
+    let tokens = common::random_tokens(count * n - 3, c.vocab_size, 16);
+    let (mut engine, _) = Engine::new(Arc::clone(&model), RunOptions::for_config(c), true);
+    let mut log = RecallLog::default();
+    let taps = Taps {
+        recall: true,
+        ..Taps::default()
+    };
+    for chunk in segments(&tokens, n).chunks(5) {
+        for (segment, out) in chunk.iter().zip(engine.segments(chunk, taps).unwrap()) {
+            log.keep(segment, out.recall.unwrap());
+        }
+    }
+    for token in [7 * n + 1, 40 * n, tokens.len() - 1] {
+        let kept = log.shares(c, token).unwrap();
+        let fresh = recall(&mut engine, c, &tokens, token, false).unwrap();
+        assert_eq!(kept.len(), fresh.shares.len(), "token {token}");
+        common::assert_close(&format!("token {token}"), &kept, &fresh.shares, 1e-5);
+    }
+    let old = log.shares(c, 5 * n).unwrap_err();
+    assert!(old.contains("last 64 segments"), "{old}");
+    let unread = log.shares(c, tokens.len()).unwrap_err();
+    assert!(
+        unread.contains("has not been read") || unread.contains("last 64"),
+        "{unread}"
+    );
 }

@@ -3,7 +3,7 @@
 // work goes through the element's methods.
 
 import "./infini-scope.js";
-import { shareColour } from "./panels.js";
+import { RecallStrip } from "./recall-strip.js";
 
 const $ = (id) => document.getElementById(id);
 const scope = $("scope");
@@ -103,31 +103,13 @@ $("pk-run").onclick = async () => {
   }
 };
 
-// The answer's recall map: one cell per segment before the question's, coloured by the
-// largest recall share any head gives it (relative to the largest overall); the
-// needle's segment is marked below the strip.
-function drawRecall({ shares, layers, heads, segments, needle }) {
-  const canvas = $("pk-recall");
-  const scale = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
-  const height = 28;
-  Object.assign(canvas, { width: width * scale, height: height * scale });
-  const ctx = canvas.getContext("2d");
-  ctx.scale(scale, scale);
-  const best = new Float32Array(segments);
-  for (let lh = 0; lh < layers * heads; lh++) {
-    for (let j = 0; j < segments; j++) best[j] = Math.max(best[j], shares[lh * segments + j]);
-  }
-  const top = Math.max(...best);
-  const cell = width / Math.max(segments, 1);
-  for (let j = 0; j < segments; j++) {
-    ctx.fillStyle = shareColour(top > 0 ? best[j] / top : 0);
-    ctx.fillRect(j * cell, 0, Math.ceil(cell), 20);
-  }
-  ctx.fillStyle = "#000";
-  ctx.fillRect(needle * cell, 22, Math.max(cell, 2), 6);
-  const largest = best.indexOf(top);
-  say($("pk-recall-note"), `${segments} segments before the question; largest share (any head) in segment ${largest} (${top.toFixed(3)}); the needle starts in segment ${needle} (${best[needle]?.toFixed(3) ?? "–"}).`);
+// The answer's recall map (the element's text panel shows the same one): the needle's
+// segment marked below the strip; click a segment to see it in the text panel.
+const recallStrip = new RecallStrip($("pk-recall"), (j) => scope.showSegment(j));
+function drawRecall(map) {
+  if (!map) return say($("pk-recall-note"), "No recall map for this answer.", true);
+  const { best, largest, top } = recallStrip.draw(map, { needle: map.needle });
+  say($("pk-recall-note"), `${map.segments} segments before the question; largest share (any head) in segment ${largest} (${top.toFixed(3)}); the needle starts in segment ${map.needle} (${best[map.needle]?.toFixed(3) ?? "–"}).`);
 }
 
 $("gen-run").onclick = async () => {

@@ -10,6 +10,7 @@
 
 import init, { Session, WebModel, bytes } from "./infiniscope.js";
 import { absQuantile, gateColour, heatmap, lineChart, norm, shareColour } from "./panels.js";
+import { RecallStrip } from "./recall-strip.js";
 
 const DEFAULT_MODEL = new URL("models/infini-tiny/", import.meta.url).href;
 const PANELS = ["gates", "memory", "text", "footprint", "loss"];
@@ -21,6 +22,8 @@ const SHOWN_SEGMENTS = 2000;
 const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 /** Aimed-for length of one reading step (a chunk of segments on the GPU). */
 const STEP_MS = 250;
+/** Memory snapshots (M and z after a segment) kept for scrubbing back. */
+const SNAPSHOTS = 64;
 
 const wasmReady = init();
 const models = new Map();
@@ -106,6 +109,14 @@ const TEMPLATE = `
   .footprint .bar.memory { background: #2166ac; }
   table.losses td { padding: 0 .6em; font-variant-numeric: tabular-nums; }
   button { font: inherit; }
+  .text:focus-visible { outline: 2px solid #2166ac; }
+  .text span.selected { outline: 2px solid #2166ac; }
+  .text span.flash { background: #fde2e1 !important; }
+  figure.recall { cursor: default; text-align: left; margin-bottom: .3em; }
+  figure.recall canvas { width: 100%; height: 28px; cursor: pointer; border: 0; }
+  .heads figure.focus canvas.m, td.gate.focus { outline: 2px solid #222; }
+  .scrubber { display: flex; gap: .5em; align-items: center; font-size: 12px; }
+  .scrubber input { flex: 1; }
 </style>
 <header>
   <strong>infini-scope</strong>
@@ -127,13 +138,16 @@ const TEMPLATE = `
   </section>
   <section data-panel="memory"><h3>Compressive memory M (d×d) and z per head</h3>
     <div class="heads"></div>
-    <div class="info memory-info"></div>
+    <div class="scrubber"><label for="scrub">segment</label><input type="range" id="scrub" class="scrub" min="0" max="0" value="0" disabled aria-describedby="scrub-info"></div>
+    <div class="info memory-info" id="scrub-info"></div>
     <svg class="norms"></svg>
   </section>
   <section data-panel="text"><h3>Text, tinted by memory share</h3>
     <label>head <select class="head"><option value="mean">mean over heads</option></select></label>
-    <div class="info token-info">Hover a token for its loss and per-head memory share.</div>
-    <div class="text"></div>
+    <div class="info token-info">Hover a token for its loss and per-head memory share; click one for its recall map.</div>
+    <figure class="recall"><canvas class="recall-strip" aria-label="recall map of the selected token: one cell per earlier segment"></canvas>
+      <figcaption class="info recall-info">Click a token (or focus the text and press ← →) to see which earlier segments its memory read draws on.</figcaption></figure>
+    <div class="text" tabindex="0" aria-label="the text read, tinted by memory share; arrow keys select a token"></div>
   </section>
   <section data-panel="footprint" class="footprint"><h3>Footprint</h3>
     <div>compressive memory (constant): <b class="memory-bytes"></b></div><div class="bar memory"></div>
@@ -161,6 +175,9 @@ export class InfiniScope extends HTMLElement {
   #drawPending = false;
   #enlarged = null;
   #observer = null;
+  #strip = null;
+  /** The head clicked in the gate grid (layer·heads + head), or null. */
+  #lockedHead = null;
 
   constructor() {
     super();
@@ -169,7 +186,17 @@ export class InfiniScope extends HTMLElement {
     $(".run").onclick = () => this.run();
     $(".pause").onclick = () => (this.#run?.paused ? this.resume() : this.pause());
     $(".cancel").onclick = () => this.cancel();
-    $(".head").onchange = () => this.#retint();
+    $(".head").onchange = () => {
+      this.#retint();
+      this.#drawRecall();
+    };
+    this.#strip = new RecallStrip($("canvas.recall-strip"), (j) => this.showSegment(j));
+    $("input.scrub").oninput = (e) => this.scrub(+e.target.value);
+    $(".text").onkeydown = (e) => this.#textKey(e);
+    // Esc unlocks the head clicked in the gate grid, wherever focus is in the element.
+    this.shadowRoot.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") this.#focusHead(null, true);
+    });
     $("dialog .close").onclick = () => {
       this.#enlarged = null;
       $("dialog").close();
@@ -295,7 +322,11 @@ export class InfiniScope extends HTMLElement {
         cell.innerHTML = `<div class="value"></div><div class="kind"></div>`;
         cell.querySelector(".value").textContent = gates[i].toFixed(4);
         cell.querySelector(".kind").textContent = kinds[i] === "mixer" ? "mixer" : "specialized";
-        cell.onmouseenter = () => this.#showGate(l, h);
+        cell.tabIndex = 0;
+        cell.onmouseenter = () => this.#focusHead(i, false);
+        cell.onmouseleave = () => this.#focusHead(this.#lockedHead, false);
+        cell.onclick = () => this.#focusHead(this.#lockedHead === i ? null : i, true);
+        cell.onkeydown = (e) => e.key === "Enter" && cell.onclick();
         select.add(new Option(`layer ${l} head ${h}`, i));
         const figure = document.createElement("figure");
         figure.innerHTML = `<canvas class="m"></canvas><canvas class="z"></canvas><figcaption></figcaption>`;
@@ -307,6 +338,28 @@ export class InfiniScope extends HTMLElement {
     const specialized = kinds.filter((k) => k !== "mixer").length;
     this.#$(".counts").textContent = `${specialized} specialized, ${kinds.length - specialized} mixer heads (specialized: g < 0.1 or g > 0.9)`;
     this.#$(".memory-bytes").textContent = bytes(info.memory_bytes);
+  }
+
+  /**
+   * Linked focus on head i (null: none): its gate cell and heatmap are outlined and
+   * the gate line says its numbers; `lock` (a click) also tints the text by that head
+   * and draws its recall map, until Esc or a second click.
+   */
+  #focusHead(i, lock) {
+    if (lock) this.#lockedHead = i;
+    const root = this.shadowRoot;
+    root.querySelectorAll(".focus").forEach((e) => e.classList.remove("focus"));
+    if (i !== null) {
+      root.querySelectorAll("td.gate")[i]?.classList.add("focus");
+      root.querySelectorAll(".heads figure")[i]?.classList.add("focus");
+      const heads = this.#loaded.info.config.n_heads;
+      this.#showGate(Math.floor(i / heads), i % heads);
+    }
+    if (lock) {
+      this.#$("select.head").value = i === null ? "mean" : String(i);
+      this.#retint();
+      this.#drawRecall();
+    }
   }
 
   #showGate(l, h) {
@@ -331,8 +384,8 @@ export class InfiniScope extends HTMLElement {
     }
     const { model, info } = this.#loaded;
     const session = new Session(model, true);
-    // The passkey's recall map needs Δz of every segment (d floats per head each).
-    if (tokens?.recall) session.keep_recall();
+    // Recall maps: Δz of every segment (d floats per head) and σ(Q) of recent ones.
+    session.keep_recall();
     const run = {
       session,
       baseline: this.#$(".baseline").checked ? new Session(model, false) : null,
@@ -347,6 +400,16 @@ export class InfiniScope extends HTMLElement {
       baselineLosses: [],
       mNorms: [],
       zNorms: [],
+      // Memory after the last SNAPSHOTS segments that reported it: { index, m, z, mNorms, zNorms }.
+      snapshots: [],
+      // The segment the memory panel shows (null: the latest, live).
+      scrubbed: null,
+      // Token ids and mean memory share of every segment, for jumps and the scrubber.
+      segmentIds: [],
+      segmentShares: [],
+      // The selected token's recall map, and the passkey needle's segment.
+      recall: null,
+      needle: tokens?.needle ?? null,
       // Token texts not yet shown; `piecesBase` is the token index of pieces[0].
       pieces: [],
       piecesBase: 0,
@@ -363,6 +426,8 @@ export class InfiniScope extends HTMLElement {
     this.#$(".error").textContent = "";
     this.#$(".text").replaceChildren();
     this.#$("table.losses tbody").replaceChildren();
+    this.#strip.clear();
+    this.#$(".recall-info").textContent = "Click a token (or focus the text and press ← →) to see which earlier segments its memory read draws on.";
     this.#controls(true);
     run.finished = this.#read(run, tokens);
     return run.finished;
@@ -459,19 +524,23 @@ export class InfiniScope extends HTMLElement {
     if (hasMemory) {
       run.mNorms.push(mNorms);
       run.zNorms.push(zNorms);
+      run.snapshots.push({ index: result.index, m, z, mNorms, zNorms });
+      if (run.snapshots.length > SNAPSHOTS) run.snapshots.shift();
     }
+    if (run.segmentIds.length < run.session.recall_segments) run.segmentIds.push(result.tokens);
+    run.segmentShares.push(mean(share));
     const segmentLoss = loss.length ? mean(loss) : NaN;
     run.losses.push(segmentLoss);
     const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
     run.baselineLosses.push(baselineLoss);
     const first = run.tokensDone;
     run.tokensDone += n;
-    if (hasMemory) run.last = { result, m, z };
     if (result.recovered) {
       this.#$(".note").textContent = `The GPU was lost: ${result.recovered}.`;
       this.#$(".device").textContent = result.device;
     }
-    this.#appendText(run, first, n, loss, share, layers, heads);
+    this.#appendText(run, first, result.index, n, loss, share, layers, heads);
+    this.#updateScrubber(run);
     const rows = this.#$("table.losses tbody");
     const row = rows.insertRow();
     row.dataset.segment = result.index;
@@ -492,7 +561,7 @@ export class InfiniScope extends HTMLElement {
   }
 
   /** Adds a segment's tokens to the text panel (textContent only: pasted HTML stays text). */
-  #appendText(run, first, n, loss, share, layers, heads) {
+  #appendText(run, first, index, n, loss, share, layers, heads) {
     const box = this.#$(".text");
     const selected = this.#$("select.head").value;
     const fragment = document.createDocumentFragment();
@@ -503,6 +572,9 @@ export class InfiniScope extends HTMLElement {
       for (let l = 0; l < layers; l++) for (let h = 0; h < heads; h++) shares.push(share[(l * n + t) * heads + h]);
       span.shares = shares;
       span.loss = loss[t];
+      span.token = first + t;
+      span.segment = index;
+      span.onclick = () => this.selectToken(span.token);
       if (t === 0) span.className = "seg";
       span.style.background = shareColour(pick(shares, selected));
       span.onmouseenter = () => this.#showToken(span);
@@ -556,16 +628,17 @@ export class InfiniScope extends HTMLElement {
       `${run.tokensDone.toLocaleString("en")} / ~${estimate.toLocaleString("en")} tokens · ${rate.toFixed(1)} tokens/s · ETA ${formatTime(left)}` +
       (run.paused ? " · paused" : "");
 
-    if (run.last) {
-      const { m, z } = run.last;
+    const view = memoryView(run);
+    if (view) {
+      const { m, z } = view;
       const figures = this.#$(".heads").children;
       for (let i = 0; i < layers * heads; i++) {
         const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
         const scale = drawHead(mCanvas, zCanvas, m, z, i, d);
-        mCanvas.title = `‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
+        mCanvas.title = `‖M‖ = ${view.mNorms[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
       }
       if (this.#enlarged) this.#drawEnlarged();
-      this.#$(".memory-info").textContent = `after segment ${run.last.result.index}; colours clipped at the 98th percentile of |M| per head`;
+      this.#$(".memory-info").textContent = this.#scrubNote(run, view);
       const series = [];
       for (let i = 0; i < layers * heads; i++) {
         const hue = (360 * Math.floor(i / heads)) / layers;
@@ -601,16 +674,130 @@ export class InfiniScope extends HTMLElement {
     const run = this.#run;
     const { l, h } = this.#enlarged;
     const caption = this.#$("dialog figcaption");
-    if (!run?.last) {
+    const view = run && memoryView(run);
+    if (!view) {
       caption.textContent = `layer ${l} head ${h}: nothing read yet`;
       return;
     }
     const { n_heads: heads, head_dim: d } = run.info.config;
     const i = l * heads + h;
-    const { m, z } = run.last;
     const [mCanvas, zCanvas] = this.#$("dialog").querySelectorAll("canvas");
-    const scale = drawHead(mCanvas, zCanvas, m, z, i, d);
-    caption.textContent = `layer ${l} head ${h}, after segment ${run.last.result.index}: ‖M‖ = ${run.mNorms.at(-1)[i].toFixed(3)}, ‖z‖ = ${run.zNorms.at(-1)[i].toFixed(3)}, colours ±${scale.toPrecision(3)}`;
+    const scale = drawHead(mCanvas, zCanvas, view.m, view.z, i, d);
+    caption.textContent = `layer ${l} head ${h}, after segment ${view.index}: ‖M‖ = ${view.mNorms[i].toFixed(3)}, ‖z‖ = ${view.zNorms[i].toFixed(3)}, colours ±${scale.toPrecision(3)}`;
+  }
+
+  /** Keeps the scrubber's range on the snapshots kept; at its end it follows the reading. */
+  #updateScrubber(run) {
+    const input = this.#$("input.scrub");
+    const { snapshots } = run;
+    if (!snapshots.length) return;
+    const live = run.scrubbed === null;
+    input.disabled = false;
+    input.min = snapshots[0].index;
+    input.max = snapshots.at(-1).index;
+    if (live) input.value = input.max;
+  }
+
+  /**
+   * Shows the memory as it was after segment `segment` (the nearest snapshot at or
+   * before it: the GPU reports M once per chunk), with that segment's loss and mean
+   * memory share; the latest segment resumes live drawing. Returns what is shown.
+   */
+  scrub(segment) {
+    const run = this.#run;
+    if (!run?.snapshots.length) return null;
+    const latest = run.snapshots.at(-1).index;
+    run.scrubbed = segment >= latest ? null : Math.max(run.snapshots[0].index, segment);
+    this.#$("input.scrub").value = run.scrubbed ?? latest;
+    this.#draw();
+    const view = memoryView(run);
+    return { segment: run.scrubbed ?? latest, snapshot: view.index, mNorms: view.mNorms, zNorms: view.zNorms, loss: run.losses[view.index] };
+  }
+
+  #scrubNote(run, view) {
+    const kept = `${run.snapshots.length} snapshots kept (segments ${run.snapshots[0].index}–${run.snapshots.at(-1).index})`;
+    const wanted = run.scrubbed ?? view.index;
+    const where = run.scrubbed === null ? `live: after segment ${view.index}` : `after segment ${view.index}${wanted !== view.index ? ` (the nearest snapshot before segment ${wanted})` : ""}`;
+    const loss = run.losses[wanted];
+    const share = run.segmentShares[wanted];
+    return `${where} · segment ${wanted}: loss ${Number.isFinite(loss) ? loss.toFixed(3) : "–"}, mean memory share ${share?.toFixed(3) ?? "–"} · ${kept}; colours clipped at the 98th percentile of |M| per head`;
+  }
+
+  /**
+   * Selects token `token` of the text (0 = first) and draws its recall map: which
+   * earlier segments its memory read draws on (docs/DESIGN.md §6), for the head
+   * chosen in the text panel (or the largest share over heads). Returns the map
+   * ({ token, shares `[layer][head][j]`, layers, heads, segments, needle }), or null
+   * with the reason shown when the token has none.
+   */
+  selectToken(token) {
+    const run = this.#run;
+    if (!run) return null;
+    const { n_layers: layers, n_heads: heads } = run.info.config;
+    const box = this.#$(".text");
+    box.querySelector("span.selected")?.classList.remove("selected");
+    const first = box.firstElementChild?.token ?? 0;
+    box.children[token - first]?.classList.add("selected");
+    try {
+      const shares = run.session.token_recall(token);
+      run.recall = { token, shares, layers, heads, segments: shares.length / (layers * heads), needle: run.needle };
+    } catch (e) {
+      run.recall = null;
+      this.#strip.clear();
+      this.#$(".recall-info").textContent = `No recall map: ${message(e)}.`;
+      return null;
+    }
+    this.#drawRecall();
+    this.#emit("select", { token, segments: run.recall.segments });
+    return run.recall;
+  }
+
+  #drawRecall() {
+    const map = this.#run?.recall;
+    if (!map) return;
+    const selected = this.#$("select.head").value;
+    const head = selected === "mean" ? null : +selected;
+    const who = head === null ? "any head" : `L${Math.floor(head / map.heads)}H${head % map.heads}`;
+    const info = this.#$(".recall-info");
+    const piece = this.#$(".text span.selected")?.textContent;
+    const token = `token ${map.token}${piece === undefined ? "" : ` ${JSON.stringify(piece)}`}`;
+    if (map.segments === 0) {
+      this.#strip.clear();
+      info.textContent = `${token} is in the first segment: memory is empty there, nothing to recall.`;
+      return;
+    }
+    const { best, largest, top } = this.#strip.draw(map, { head, needle: map.needle });
+    const needle = map.needle === null ? "" : `; the needle starts in segment ${map.needle} (${best[map.needle]?.toFixed(3) ?? "–"})`;
+    info.textContent = `${token}: recall share over the ${map.segments} segments before its own (${who}); largest in segment ${largest} (${top.toFixed(3)})${needle}. Click the strip to see a segment.`;
+  }
+
+  /** Shows segment `j` of the text: scrolls to it when it is in the text panel, else quotes it. */
+  showSegment(j) {
+    const run = this.#run;
+    if (!run) return;
+    const box = this.#$(".text");
+    const spans = [...box.children].filter((span) => span.segment === j);
+    if (spans.length) {
+      box.scrollTop = spans[0].offsetTop - box.offsetTop - 8;
+      spans.forEach((span) => span.classList.add("flash"));
+      setTimeout(() => spans.forEach((span) => span.classList.remove("flash")), 1200);
+      return;
+    }
+    const ids = run.segmentIds[j];
+    const text = ids ? this.#loaded.model.decode(ids) : null;
+    this.#$(".recall-info").textContent = text === null ? `Segment ${j} is no longer kept.` : `Segment ${j} (no longer in the text panel): ${JSON.stringify(text)}`;
+  }
+
+  /** ← → move the selected token through the text panel. */
+  #textKey(e) {
+    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    const box = this.#$(".text");
+    if (!box.firstElementChild) return;
+    e.preventDefault();
+    const current = box.querySelector("span.selected") ?? box.lastElementChild;
+    const next = (e.key === "ArrowLeft" ? current.previousElementSibling : current.nextElementSibling) ?? current;
+    this.selectToken(next.token);
+    next.scrollIntoView({ block: "nearest" });
   }
 
   #controls(running) {
@@ -657,11 +844,10 @@ export class InfiniScope extends HTMLElement {
     const { model, info } = this.#loaded;
     const haystack = model.passkey(length, depth, key);
     const at = haystack.answer_at;
-    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at), recall: true });
+    const needle = Math.floor(haystack.needle_at / info.config.segment_len);
+    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at), needle });
     if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
-    const { n_layers: layers, n_heads: heads, segment_len: n } = info.config;
-    const shares = run.session.recall_shares();
-    const recall = { shares, layers, heads, segments: shares.length / (layers * heads), needle: Math.floor(haystack.needle_at / n) };
+    const recall = this.selectToken(at - 1);
     const answer = await this.generate(5, { temperature: 0 });
     return { length, depth, key: haystack.key, answer, correct: answer === haystack.key, recall };
   }
@@ -692,6 +878,14 @@ function drawHead(mCanvas, zCanvas, m, z, i, d) {
   heatmap(mCanvas, m, i * d * d, d, d, scale);
   heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98));
   return scale;
+}
+
+/** The memory snapshot the panel shows: the scrubbed one, or the latest. */
+function memoryView(run) {
+  const { snapshots, scrubbed } = run;
+  if (!snapshots.length) return null;
+  if (scrubbed === null) return snapshots.at(-1);
+  return snapshots.findLast((s) => s.index <= scrubbed) ?? snapshots[0];
 }
 
 function pick(shares, selected) {

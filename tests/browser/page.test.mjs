@@ -115,6 +115,78 @@ test("the sample runs live: screenshot mid-run, pause, resume, cancel", async ()
   await page.close();
 });
 
+test("a clicked token's recall map, the strip's jump, scrubbing back and linked focus", async () => {
+  const page = await readyPage();
+  const text = [TEXT, TEXT.toUpperCase(), TEXT.split(" ").reverse().join(" "), TEXT].join("\n");
+  // Every segment that reports M and z, as the engine reported it.
+  await page.evaluate(() => {
+    window.reported = {};
+    document.querySelector("#scope").addEventListener("segment", (e) => e.detail.memoryNorms && (window.reported[e.detail.index] = e.detail.memoryNorms));
+  });
+  await page.fill("#text", text);
+  const done = await runAndWait(page, "#scope", () => page.click("#read"));
+  const n = await page.evaluate(() => JSON.parse(document.querySelector("#scope").model.model.info).config.segment_len);
+  assert.ok(done.tokens > 8 * n, `several segments: ${done.tokens} tokens`);
+
+  // Click a token in the sixth segment: its shares are the CLI's for that token.
+  const token = 5 * n + 7;
+  await page.locator("#scope .text span").nth(token).click();
+  const map = await page.evaluate((t) => document.querySelector("#scope").selectToken(t), token);
+  const cli = cliRecall(text, token);
+  assert.equal(cli.token, token);
+  assert.equal(map.segments, 5);
+  assert.equal(map.segments, cli.segment);
+  cli.heads.forEach((h, i) => {
+    h.shares.forEach((want, j) => assert.ok(Math.abs(map.shares[i * map.segments + j] - want) <= 1e-4, `token ${token} L${h.layer}H${h.head} segment ${j}: ${map.shares[i * map.segments + j]} vs ${want}`));
+  });
+  const info = await page.textContent("#scope .recall-info");
+  assert.match(info, new RegExp(`token ${token} .*5 segments before its own \\(any head\\); largest in segment \\d`));
+  assert.equal(await page.locator("#scope .text span.selected").count(), 1);
+  // ← moves the selection to the token before.
+  await page.keyboard.press("ArrowLeft");
+  assert.match(await page.textContent("#scope .recall-info"), new RegExp(`token ${token - 1} `));
+
+  // Clicking the strip's third cell shows segment 2: its tokens flash in the text panel.
+  const strip = page.locator("#scope canvas.recall-strip");
+  const box = await strip.boundingBox();
+  await strip.click({ position: { x: (2.5 / 5) * box.width, y: 5 } });
+  const flashed = await page.evaluate(() => [...document.querySelector("#scope").shadowRoot.querySelectorAll(".text span.flash")].map((s) => s.segment));
+  assert.ok(flashed.length > 0 && flashed.every((j) => j === 2), `segment 2 flashes: ${flashed}`);
+
+  // Scrubbing back: the memory panel shows the norms the engine reported for that segment.
+  const indices = Object.keys(await page.evaluate(() => window.reported)).map(Number).sort((a, b) => a - b);
+  const reported = await page.evaluate(() => window.reported);
+  const back = indices[Math.max(0, indices.length - 3)];
+  await page.evaluate((j) => {
+    const input = document.querySelector("#scope").shadowRoot.querySelector("input.scrub");
+    input.value = j;
+    input.dispatchEvent(new Event("input"));
+  }, back);
+  const titles = await page.evaluate(() => [...document.querySelector("#scope").shadowRoot.querySelectorAll(".heads canvas.m")].map((c) => c.title));
+  titles.forEach((title, i) => assert.ok(title.startsWith(`‖M‖ = ${reported[back].m[i].toFixed(3)},`), `head ${i} after segment ${back}: ${title} vs ${reported[back].m[i]}`));
+  assert.match(await page.textContent("#scope .memory-info"), new RegExp(`^after segment ${back} · segment ${back}: loss \\d`));
+  const live = await page.evaluate(() => document.querySelector("#scope").scrub(1e9));
+  assert.equal(live.snapshot, indices.at(-1));
+  assert.match(await page.textContent("#scope .memory-info"), /^live: after segment/);
+
+  // Linked focus: a click on a gate locks its head (heatmap outlined, text tinted and
+  // the recall map drawn by that head); Esc unlocks.
+  await page.locator("#scope td.gate").nth(5).click();
+  const focused = await page.evaluate(() => {
+    const root = document.querySelector("#scope").shadowRoot;
+    return { head: root.querySelector("select.head").value, figures: [...root.querySelectorAll(".heads figure")].map((f) => f.classList.contains("focus")), info: root.querySelector(".recall-info").textContent };
+  });
+  assert.equal(focused.head, "5");
+  assert.deepEqual(focused.figures.map((f, i) => f === (i === 5)), focused.figures.map(() => true), `only head 5's heatmap is outlined: ${focused.figures}`);
+  assert.match(focused.info, /\(L1H1\)/);
+  await page.keyboard.press("Escape");
+  assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector("select.head").value), "mean");
+  assert.equal(await page.locator("#scope .heads figure.focus").count(), 0);
+  await page.locator("#scope section[data-panel=text]").screenshot({ path: join(SHOTS, "token-recall.png") });
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
 test("passkey and continue-writing", async () => {
   const page = await readyPage();
   await page.selectOption("#pk-length", "256");
@@ -156,6 +228,9 @@ test("passkey and continue-writing", async () => {
     .map((h) => `L${h.layer}H${h.head} (g ${h.gate.toFixed(2)}): segment ${h.shares.indexOf(Math.max(...h.shares))}`);
   console.log(`needle in segment ${needle} of ${segments}; largest recall share: ${report.join(", ")}`);
   assert.match(await page.textContent("#pk-recall-note"), /the needle starts in segment \d+/);
+  // The element's text panel selects the question's last token and marks the needle too.
+  assert.match(await page.textContent("#scope .recall-info"), new RegExp(`over the ${segments} segments before its own .*the needle starts in segment ${needle} `));
+  await page.locator("#scope section[data-panel=text]").screenshot({ path: join(SHOTS, "passkey-text-recall.png") });
   await page.locator("section.experiments > div").first().screenshot({ path: join(SHOTS, "passkey-recall.png") });
   await page.fill("#gen-count", "12");
   await page.click("#gen-run");
