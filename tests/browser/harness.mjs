@@ -68,11 +68,15 @@ export function cliPasskey(length, depth, model = join(DIST, "models/infini-tiny
   return out.results[0].answers[0];
 }
 
-/** `infiniscope recall --json --shares-only` of token `token` of `text` (default its last) on the CPU reference. */
-export function cliRecall(text, token = null, model = join(DIST, "models/infini-tiny")) {
+/**
+ * `infiniscope recall --json` of token `token` of `text` (default its last) on the CPU
+ * reference; the contributions too (a second reading) with `contributions`.
+ */
+export function cliRecall(text, { token = null, contributions = false, model = join(DIST, "models/infini-tiny") } = {}) {
   const file = join(mkdtempSync(join(tmpdir(), "infiniscope-text-")), "text.txt");
   writeFileSync(file, text);
-  const args = ["recall", "--cpu", "--json", "--shares-only", "--model", model, "--text", file];
+  const args = ["recall", "--cpu", "--json", "--model", model, "--text", file];
+  if (!contributions) args.push("--shares-only");
   if (token !== null) args.push("--token", `${token}`);
   return JSON.parse(execFileSync(CLI, args, { encoding: "utf8", maxBuffer: 1 << 28 }));
 }

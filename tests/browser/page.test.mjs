@@ -132,7 +132,7 @@ test("a clicked token's recall map, the strip's jump, scrubbing back and linked 
   const token = 5 * n + 7;
   await page.locator("#scope .text span").nth(token).click();
   const map = await page.evaluate((t) => document.querySelector("#scope").selectToken(t), token);
-  const cli = cliRecall(text, token);
+  const cli = cliRecall(text, { token });
   assert.equal(cli.token, token);
   assert.equal(map.segments, 5);
   assert.equal(map.segments, cli.segment);
@@ -214,7 +214,7 @@ test("passkey and continue-writing", async () => {
     for (let i = 0; i + n < pieces.length; i += n) segmentTexts.push(pieces.slice(i, i + n).join(""));
     return { text: pieces.join(""), segmentTexts };
   }, cli.key);
-  const recall = cliRecall(text);
+  const recall = cliRecall(text, { contributions: true });
   assert.deepEqual(recall.segments.map((s) => s.text), segmentTexts.slice(0, recall.segment), "the CLI cut the same segments");
   const { shares, layers, heads, segments, needle } = mine.recall;
   assert.equal(segments, recall.segment);
@@ -222,11 +222,13 @@ test("passkey and continue-writing", async () => {
     assert.equal(h.layer * heads + h.head, i);
     h.shares.forEach((want, j) => assert.ok(Math.abs(shares[i * segments + j] - want) <= 1e-4, `L${h.layer}H${h.head} segment ${j}: ${shares[i * segments + j]} vs ${want}`));
   });
-  // Per memory-leaning head: the segment with the largest share, beside the needle's.
+  // Per memory-leaning head: the segments with the largest share and the largest
+  // contribution ‖c_j‖ (where the read's values came from), beside the needle's.
+  const largest = (values) => values.indexOf(Math.max(...values));
   const report = recall.heads
     .filter((h) => h.gate > 0.5)
-    .map((h) => `L${h.layer}H${h.head} (g ${h.gate.toFixed(2)}): segment ${h.shares.indexOf(Math.max(...h.shares))}`);
-  console.log(`needle in segment ${needle} of ${segments}; largest recall share: ${report.join(", ")}`);
+    .map((h) => `L${h.layer}H${h.head} (g ${h.gate.toFixed(2)}): share ${largest(h.shares)}, contribution ${largest(h.contributions.map((c) => Math.hypot(...c)))}`);
+  console.log(`needle in segment ${needle} of ${segments}; largest per head: ${report.join(", ")}`);
   assert.match(await page.textContent("#pk-recall-note"), /the needle starts in segment \d+/);
   // The element's text panel selects the question's last token and marks the needle too.
   assert.match(await page.textContent("#scope .recall-info"), new RegExp(`over the ${segments} segments before its own .*the needle starts in segment ${needle} `));
