@@ -215,7 +215,23 @@ export class InfiniScope extends HTMLElement {
 
   disconnectedCallback() {
     this.#observer?.disconnect();
-    this.cancel();
+    const run = this.#run;
+    this.cancel().then(() => {
+      // Still detached once the run has stopped: its sessions' memory and GPU buffers go.
+      if (!this.isConnected && this.#run === run) this.#release();
+    });
+  }
+
+  /**
+   * Frees the current run's sessions (wasm memory, GPU buffers: wasm-bindgen objects
+   * are not garbage-collected); the panels keep what they show.
+   */
+  #release() {
+    const run = this.#run;
+    if (!run || run.released) return;
+    run.released = true;
+    run.session.free();
+    run.baseline?.free();
   }
 
   attributeChangedCallback(name, old, value) {
@@ -374,6 +390,7 @@ export class InfiniScope extends HTMLElement {
   /** Reads `this.text` (or, for the passkey test, a prepared token sequence). */
   async run(tokens = null) {
     await this.cancel();
+    this.#release();
     if (!this.#loaded) {
       this.#fail("The model is not loaded yet.");
       return;
@@ -441,6 +458,7 @@ export class InfiniScope extends HTMLElement {
     const feed = (t) => {
       run.pieces.push(...t.pieces);
       const ids = t.ids;
+      t.free?.();
       run.tokensFed += ids.length;
       run.session.feed(ids);
       run.baseline?.feed(ids);
@@ -483,6 +501,8 @@ export class InfiniScope extends HTMLElement {
         const took = performance.now() - began;
         run.perStep = Math.max(1, Math.min(32, Math.round((run.perStep * STEP_MS) / Math.max(took, 1))));
         results.forEach((result, i) => this.#record(run, result, baselines[i] ?? null));
+        // What the panels keep was copied out: the results' wasm memory goes now.
+        for (const result of [...results, ...baselines]) result.free();
         segments += results.length;
         await nextTask();
       }
@@ -495,6 +515,7 @@ export class InfiniScope extends HTMLElement {
     } catch (e) {
       this.#fail(`Reading stopped: ${message(e)}`);
     } finally {
+      encoder?.free();
       if (this.#run === run) this.#controls(false);
       this.#scheduleDraw();
     }
@@ -845,11 +866,13 @@ export class InfiniScope extends HTMLElement {
     const haystack = model.passkey(length, depth, key);
     const at = haystack.answer_at;
     const needle = Math.floor(haystack.needle_at / info.config.segment_len);
-    const run = await this.run({ ids: haystack.tokens.slice(0, at), pieces: haystack.pieces.slice(0, at), needle });
+    const [ids, pieces, hidden] = [haystack.tokens.slice(0, at), haystack.pieces.slice(0, at), haystack.key];
+    haystack.free();
+    const run = await this.run({ ids, pieces, needle });
     if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
     const recall = this.selectToken(at - 1);
     const answer = await this.generate(5, { temperature: 0 });
-    return { length, depth, key: haystack.key, answer, correct: answer === haystack.key, recall };
+    return { length, depth, key: hidden, answer, correct: answer === hidden, recall };
   }
 
   /** Continues the text read so far by `count` tokens, calling `onPiece(text)` as each arrives. */

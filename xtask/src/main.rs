@@ -361,6 +361,8 @@ fn bench() -> Result<(), String> {
         // 5. the page in headless Chromium
         ("trunk", ".", vec!["build", "--skip-version-check"]),
         ("node", BROWSER_TESTS, vec!["bench.mjs", "512"]),
+        // the page's memory over ten runs, each cancelled and followed by a new text
+        ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "4096"]),
         // 6. passkey at 256K and 1M tokens
         (
             &cli,

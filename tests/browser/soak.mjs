@@ -1,0 +1,159 @@
+// Page soak: the demo page reads one text after another in headless Chromium (read,
+// Cancel once the run has read its share of tokens, paste the next text, read again)
+// and after every run samples what grows when something leaks: the JS heap after a
+// forced garbage collection, the WebAssembly memory, the DOM's nodes (shadow DOM
+// included), WebGPU buffers created and destroyed, and main-thread long tasks.
+// A benchmark, not a test (RELIABILITY.md holds its figures):
+//   node tests/browser/soak.mjs [runs=10] [tokens per run=2048] [cpu]   (after `trunk build`)
+// Writes target/soak/soak.csv and target/soak/soak.svg; exits 1 when memory drifts.
+
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { browser, DIST, open, ROOT, serve } from "./harness.mjs";
+
+const runs = Number(process.argv[2] ?? 10);
+const tokensPerRun = Number(process.argv[3] ?? 2048);
+const webgpu = process.argv[4] !== "cpu";
+const OUT = join(ROOT, "target/soak");
+// After the first two runs (warm-up: the wasm allocator and WebGPU pools reach their
+// working size), nothing that a run allocates should outlive the next run: the wasm
+// memory may not grow at all (it only ever grows, in 64 KiB pages, so a leak shows as
+// growth), the JS heap may move by garbage-collector noise only, and the DOM returns to
+// the same node count (the text panel and loss table are bounded).
+const HEAP_DRIFT = 4 << 20;
+const WARM_UP = 2;
+
+// Instruments the page before its scripts run: counts WebGPU buffers and long tasks,
+// and keeps the engine's WebAssembly memory to measure.
+function instrument() {
+  window.__soak = { created: 0, destroyed: 0, collected: 0, longTasks: 0, longest: 0, memory: null };
+  if (window.GPUDevice) {
+    // A buffer is gone when destroyed or when garbage-collected (wgpu drops its handle
+    // and the browser frees the GPU memory with the JS object).
+    const gone = new FinalizationRegistry(() => window.__soak.collected++);
+    const create = GPUDevice.prototype.createBuffer;
+    GPUDevice.prototype.createBuffer = function (...args) {
+      window.__soak.created++;
+      const buffer = create.apply(this, args);
+      gone.register(buffer, null);
+      return buffer;
+    };
+    const destroy = GPUBuffer.prototype.destroy;
+    GPUBuffer.prototype.destroy = function (...args) {
+      window.__soak.destroyed++;
+      return destroy.apply(this, args);
+    };
+  }
+  for (const name of ["instantiate", "instantiateStreaming"]) {
+    const original = WebAssembly[name];
+    WebAssembly[name] = async (...args) => {
+      const result = await original.apply(WebAssembly, args);
+      window.__soak.memory = (result.instance ?? result).exports?.memory ?? window.__soak.memory;
+      return result;
+    };
+  }
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      window.__soak.longTasks++;
+      window.__soak.longest = Math.max(window.__soak.longest, e.duration);
+    }
+  }).observe({ type: "longtask" });
+}
+
+const sample = readFileSync(join(DIST, "samples/paradise-lost.txt"), "utf8");
+const server = await serve();
+const chrome = await browser({ webgpu });
+const rows = [];
+let failed = false;
+try {
+  const context = await chrome.newContext({ viewport: { width: 1280, height: 1600 } });
+  await context.addInitScript(instrument);
+  const page = await open(context, `${server.url}/`);
+  const cdp = await context.newCDPSession(page);
+  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  const device = await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".device").textContent);
+  console.log(`${device}: ${runs} runs of ${tokensPerRun} tokens each`);
+  const started = Date.now();
+  let total = 0;
+  for (let run = 0; run < runs; run++) {
+    // A different stretch of the sample each run (about 4 characters per token).
+    const from = (run * tokensPerRun * 5) % Math.max(1, sample.length - tokensPerRun * 6);
+    await page.fill("#text", sample.slice(from, from + tokensPerRun * 6));
+    const read = await page.evaluate(
+      (want) =>
+        new Promise((resolve) => {
+          const scope = document.querySelector("#scope");
+          let tokens = 0;
+          const onSegment = (e) => {
+            tokens += e.detail.tokens;
+            if (tokens >= want) {
+              scope.removeEventListener("segment", onSegment);
+              scope.cancel().then(() => resolve(tokens));
+            }
+          };
+          scope.addEventListener("segment", onSegment);
+          document.getElementById("read").click();
+        }),
+      tokensPerRun,
+    );
+    total += read;
+    // The wasm memory before any forced collection: what a visitor's tab holds (a JS
+    // heap this small seldom triggers one, so wasm objects left to finalizers stay).
+    const wasm = await page.evaluate(() => window.__soak.memory?.buffer.byteLength ?? 0);
+    await cdp.send("HeapProfiler.collectGarbage");
+    // Finalizers run after the collection, on a later task.
+    await page.waitForTimeout(200);
+    await cdp.send("HeapProfiler.collectGarbage");
+    const heap = await cdp.send("Runtime.getHeapUsage");
+    const seen = await page.evaluate(() => {
+      const s = window.__soak;
+      const nodes = document.getElementsByTagName("*").length + document.querySelector("#scope").shadowRoot.querySelectorAll("*").length;
+      const row = { nodes, created: s.created, destroyed: s.destroyed, collected: s.collected, longTasks: s.longTasks, longest: s.longest };
+      s.longTasks = 0;
+      s.longest = 0;
+      return row;
+    });
+    const row = { run: run + 1, tokens: read, seconds: (Date.now() - started) / 1000, heap: heap.usedSize, wasm, ...seen, live: seen.created - seen.collected };
+    rows.push(row);
+    console.log(
+      `run ${String(row.run).padStart(2)}: ${read} tokens · JS heap ${(row.heap / 2 ** 20).toFixed(1)} MiB · wasm ${(row.wasm / 2 ** 20).toFixed(1)} MiB · ${row.nodes} DOM nodes · GPU buffers ${row.created} created, ${row.destroyed} destroyed, ${row.collected} collected, ${row.live} live · ${row.longTasks} long tasks (longest ${row.longest.toFixed(0)} ms)`,
+    );
+  }
+  console.log(`${total} tokens in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  const after = rows.slice(WARM_UP);
+  const spread = (key) => Math.max(...after.map((r) => r[key])) - Math.min(...after.map((r) => r[key]));
+  const drift = { heap: spread("heap"), wasm: spread("wasm"), nodes: spread("nodes"), live: spread("live") };
+  console.log(`after run ${WARM_UP}: JS heap spread ${(drift.heap / 2 ** 20).toFixed(2)} MiB (allowed ${HEAP_DRIFT / 2 ** 20}), wasm growth ${drift.wasm} bytes, DOM node spread ${drift.nodes}, live GPU buffer spread ${drift.live}`);
+  failed = after.length > 0 && (drift.heap > HEAP_DRIFT || drift.wasm > 0 || drift.nodes > 0 || drift.live > 0);
+  if (page.problems.length) {
+    console.log(`page problems: ${page.problems.join("; ")}`);
+    failed = true;
+  }
+  mkdirSync(OUT, { recursive: true });
+  const keys = Object.keys(rows[0]);
+  writeFileSync(join(OUT, "soak.csv"), [keys.join(","), ...rows.map((r) => keys.map((k) => r[k]).join(","))].join("\n") + "\n");
+  writeFileSync(join(OUT, "soak.svg"), plot(rows));
+  console.log(`${failed ? "DRIFT" : "flat"}: ${join(OUT, "soak.csv")}, ${join(OUT, "soak.svg")}`);
+} finally {
+  await chrome.close();
+  server.close();
+}
+process.exit(failed ? 1 : 0);
+
+/** JS heap and wasm memory (MiB) and live GPU buffers over the runs, one SVG. */
+function plot(rows) {
+  const [w, h, pad] = [640, 240, 40];
+  const series = [
+    { key: "heap", label: "JS heap (MiB)", colour: "#d6601a", scale: 2 ** 20 },
+    { key: "wasm", label: "wasm memory (MiB)", colour: "#2166ac", scale: 2 ** 20 },
+    { key: "live", label: "live GPU buffers", colour: "#1b7837", scale: 1 },
+  ];
+  const top = Math.max(1, ...series.flatMap((s) => rows.map((r) => r[s.key] / s.scale)));
+  const x = (i) => pad + ((w - 2 * pad) * i) / Math.max(1, rows.length - 1);
+  const y = (v) => h - pad - ((h - 2 * pad) * v) / top;
+  const lines = series.map((s, k) => {
+    const d = rows.map((r, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(r[s.key] / s.scale).toFixed(1)}`).join("");
+    return `<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="2"/><text x="${pad + 150 * k}" y="16" fill="${s.colour}" font-size="12">${s.label}</text>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif"><rect width="100%" height="100%" fill="#fff"/>${lines.join("")}<text x="${pad}" y="${h - 10}" font-size="11">run 1 … ${rows.length} (${rows.at(-1).tokens} tokens each); top of the scale ${top.toFixed(1)}</text></svg>\n`;
+}
