@@ -29,12 +29,12 @@ test("an empty text says so", async () => {
 });
 
 test("pasted HTML and script are shown as text and never run", async () => {
-  const html = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold?</b> &amp; done`;
+  const html = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><svg onload="window.__pwned=3"><b>bold?</b></svg> &amp; done`;
   await page.fill("#text", html);
   await runAndWait(page, "#scope", () => page.click("#read"));
   assert.equal(await scopeText(), html);
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
-  assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelectorAll(".text img, .text script, .text b").length), 0);
+  assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelectorAll(".text img, .text script, .text svg, .text b").length), 0);
 });
 
 test("the page's Content-Security-Policy stops inline script and lets the page run", async () => {
@@ -99,6 +99,40 @@ test("a 50 MB text streams: segments keep coming and the page answers input", as
   const long = await page.evaluate(() => window.__long);
   console.log(`main-thread tasks over 50 ms while reading the 50 MB text: ${long.length} (longest ${Math.max(0, ...long).toFixed(0)} ms)`);
   await page.evaluate(() => document.querySelector("#scope").cancel());
+});
+
+test("HTML and SVG in a file's name or a model URL are shown as text, never run", async () => {
+  const hostile = `<img src=x onerror="window.__pwned=4"><svg onload="window.__pwned=5"></svg>`;
+  // A text file and a binary one, each named with markup: the messages quote the name.
+  await page.setInputFiles("#file", { name: `${hostile}.txt`, mimeType: "text/plain", buffer: Buffer.from("A short text with a hostile name. ".repeat(3)) });
+  await page.waitForFunction(() => /characters/.test(document.getElementById("input-message").textContent));
+  assert.match(await page.textContent("#input-message"), /<img src=x onerror=/);
+  await page.evaluate(() => document.querySelector("#scope").cancel());
+  await page.setInputFiles("#file", { name: `${hostile}.bin`, mimeType: "application/octet-stream", buffer: Buffer.alloc(64) });
+  await page.waitForFunction(() => /binary/.test(document.getElementById("input-message").textContent));
+  assert.match(await page.textContent("#input-message"), /<svg onload=/);
+  // Model URLs with markup, a javascript: URL and another origin (refused by the page's
+  // connect-src): each a message in the element, shown as text.
+  for (const url of [`${hostile}/`, "javascript:window.__pwned=6", "https://models.example/infini-tiny/"]) {
+    const message = await page.evaluate(
+      (model) =>
+        new Promise((resolve) => {
+          const el = document.createElement("infini-scope");
+          el.id = "hostile";
+          el.setAttribute("model", model);
+          el.addEventListener("error", (e) => resolve(e.detail.message), { once: true });
+          document.body.append(el);
+        }),
+      url,
+    );
+    assert.match(message, /could not be loaded/, `${url}: ${message}`);
+    const view = await shown(page, "#hostile");
+    assert.equal(view.error, message, "the message is the element's text");
+    assert.equal(await page.evaluate(() => document.getElementById("hostile").shadowRoot.querySelectorAll("img, svg:not(.norms):not(.loss-chart)").length), 0);
+    await page.evaluate(() => document.getElementById("hostile").remove());
+  }
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("body > img, #input-message *").length), 0);
 });
 
 test("a model URL that 404s or is corrupt gives a message; the page keeps working", async () => {
