@@ -152,6 +152,9 @@ impl RecallLog {
             ));
         }
         let (s, t) = (token / config.segment_len, token % config.segment_len);
+        if self.sigma_q.back().is_none_or(|(last, ..)| s > *last) {
+            return Err(format!("token {token} has not been read"));
+        }
         let Some((_, sigma_q, n)) = self.sigma_q.iter().find(|(index, ..)| *index == s) else {
             return Err(format!(
                 "token {token} is in segment {s}: σ(q) is kept for the last {RECALL_WINDOW} segments read"

@@ -4,8 +4,10 @@
 //! [`WebEncoder`], segments run one at a time, and each returns a [`SegmentResult`]:
 //! the taps the panels draw. Nothing here draws; nothing in the page computes.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wasm_bindgen::prelude::*;
@@ -29,6 +31,46 @@ fn js_error(e: Error) -> JsError {
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// The allocator, counting the bytes it has handed out and not taken back, so that a
+/// soak can tell a leak (live bytes grow) from a heap that is only fragmented (the
+/// WebAssembly memory grows while live bytes do not).
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only the counter
+// is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let moved = unsafe { System.realloc(ptr, layout, new_size) };
+        if !moved.is_null() {
+            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes of the engine's heap in use (allocated, not freed) right now.
+#[wasm_bindgen]
+pub fn live_bytes() -> f64 {
+    LIVE_BYTES.load(Ordering::Relaxed) as f64
 }
 
 /// Bytes in binary units, as the CLI writes them ([`crate::units::bytes`]).
