@@ -3,7 +3,9 @@
 // work goes through the element's methods.
 
 import "./infini-scope.js";
+import { clearModelCache } from "./loader.js";
 import { RecallStrip } from "./recall-strip.js";
+import { format, parse } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const scope = $("scope");
@@ -128,5 +130,35 @@ $("gen-run").onclick = async () => {
   }
 };
 
-// Open with the sample loaded, ready to run.
-$("sample").click();
+$("forget").onclick = async () => {
+  const freed = await clearModelCache();
+  say($("forget-message"), freed ? `${(freed / 2 ** 20).toFixed(1)} MiB forgotten: the next visit downloads the model again.` : "Nothing was cached.");
+};
+
+// The state in the URL hash (state.js): applied on arrival, kept up to date after.
+const state = parse(location.hash);
+const keep = () => history.replaceState(null, "", format(state));
+if (state.panels) scope.setAttribute("panels", state.panels.join(","));
+scope.addEventListener("ready", () => state.head !== null && (scope.head = state.head), { once: true });
+scope.addEventListener("done", () => state.segment !== null && scope.scrub(state.segment), { once: true });
+scope.addEventListener("select", (e) => {
+  if (!("head" in e.detail)) return;
+  state.head = e.detail.head;
+  keep();
+});
+scope.addEventListener("scrub", (e) => {
+  state.segment = e.detail.segment;
+  keep();
+});
+$("text").addEventListener("input", () => {
+  state.text = "own";
+  keep();
+});
+$("sample").addEventListener("click", () => {
+  state.text = "sample";
+  keep();
+});
+
+// Open with the sample loaded (unless the URL says the text was the visitor's own).
+if (state.text === "sample") $("sample").click();
+keep();

@@ -10,6 +10,8 @@
 
 import init, { Session, WebModel, bytes } from "./infiniscope.js";
 import { absQuantile, gateColour, heatmap, lineChart, norm, shareColour } from "./panels.js";
+import { numbersCsv, panelPng, Rows, save } from "./exports.js";
+import { fetchModel, forgetModel } from "./loader.js";
 import { RecallStrip } from "./recall-strip.js";
 
 const DEFAULT_MODEL = new URL("models/infini-tiny/", import.meta.url).href;
@@ -19,7 +21,6 @@ const CHUNK_CHARS = 16384;
 /** Tokens kept in the text panel and rows in the loss table (the text may be any length). */
 const SHOWN_TOKENS = 2000;
 const SHOWN_SEGMENTS = 2000;
-const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 /** Aimed-for length of one reading step (a chunk of segments on the GPU). */
 const STEP_MS = 250;
 /** Memory snapshots (M and z after a segment) kept for scrubbing back. */
@@ -30,16 +31,28 @@ const models = new Map();
 
 /**
  * Loads a model folder once per page: every element showing the same model shares
- * its weights and its WebGPU device.
+ * its weights and its WebGPU device. Returns { loading (a promise of the model),
+ * progress (an EventTarget: "progress" events with { stage: "download" | "prepare",
+ * loaded, total, cached }) }.
  */
 export function loadModel(url) {
   const base = new URL(url.endsWith("/") ? url : `${url}/`, document.baseURI).href;
   if (!models.has(base)) {
+    const progress = new EventTarget();
+    const report = (detail) => progress.dispatchEvent(new CustomEvent("progress", { detail }));
     const loading = (async () => {
       await wasmReady;
-      const files = await Promise.all(FILES.map((name) => fetchBytes(new URL(name, base))));
+      const files = await fetchModel(base, (p) => report({ stage: "download", ...p }));
       const hasWebGpu = "gpu" in navigator && navigator.gpu;
-      const model = await WebModel.load(files[0], files[1], files[2], Boolean(hasWebGpu));
+      report({ stage: "prepare", gpu: Boolean(hasWebGpu) });
+      let model;
+      try {
+        model = await WebModel.load(files[0], files[1], files[2], Boolean(hasWebGpu));
+      } catch (e) {
+        // A broken copy is not kept: the next load fetches the files again.
+        await forgetModel(base);
+        throw e;
+      }
       const note = !hasWebGpu
         ? "This browser offers no WebGPU: running on the CPU reference (WebAssembly), slower but with the same numbers."
         : model.note && `No usable WebGPU device: ${model.note}.`;
@@ -47,20 +60,9 @@ export function loadModel(url) {
     })();
     // A failed load (a 404, say) may be retried later.
     loading.catch(() => models.delete(base));
-    models.set(base, loading);
+    models.set(base, { loading, progress });
   }
   return models.get(base);
-}
-
-async function fetchBytes(url) {
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new Error(`could not fetch ${url}: ${e.message}`);
-  }
-  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-  return new Uint8Array(await response.arrayBuffer());
 }
 
 /** Yields to the event loop without the throttling setTimeout gets in hidden tabs. */
@@ -83,7 +85,8 @@ const TEMPLATE = `
   .note:empty, .error:empty { display: none; }
   progress { width: 12em; }
   .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 1em; }
-  section { border: 1px solid #ddd; border-radius: 6px; padding: .6em; min-width: 0; }
+  section { border: 1px solid #ddd; border-radius: 6px; padding: .6em; min-width: 0; position: relative; }
+  button.png { position: absolute; top: .4em; right: .4em; font-size: 11px; }
   section[hidden] { display: none; }
   h3 { margin: 0 0 .4em; font-size: 13px; }
   table.gates { border-collapse: collapse; }
@@ -125,8 +128,9 @@ const TEMPLATE = `
   <button class="pause" disabled>Pause</button>
   <button class="cancel" disabled>Cancel</button>
   <label><input type="checkbox" class="baseline"> also run with memory off</label>
-  <progress class="progress" max="1" value="0"></progress>
-  <span class="status"></span>
+  <progress class="progress" max="1" value="0" aria-label="progress"></progress>
+  <span class="status" role="status"></span>
+  <span class="exports">numbers: <button class="export" data-format="json">JSON</button> <button class="export" data-format="csv">CSV</button></span>
 </header>
 <div class="note"></div>
 <div class="error" role="alert"></div>
@@ -192,6 +196,18 @@ export class InfiniScope extends HTMLElement {
     };
     this.#strip = new RecallStrip($("canvas.recall-strip"), (j) => this.showSegment(j));
     $("input.scrub").oninput = (e) => this.scrub(+e.target.value);
+    for (const button of this.shadowRoot.querySelectorAll("button.export")) {
+      const format = button.dataset.format;
+      button.onclick = () => this.#run && save(`infiniscope-numbers.${format}`, new Blob([this.exportNumbers(format)], { type: format === "csv" ? "text/csv" : "application/json" }));
+    }
+    for (const section of this.shadowRoot.querySelectorAll("section[data-panel]")) {
+      const button = document.createElement("button");
+      button.className = "png";
+      button.textContent = "PNG";
+      button.setAttribute("aria-label", `save the ${section.dataset.panel} panel as PNG`);
+      button.onclick = async () => save(`infiniscope-${section.dataset.panel}.png`, await this.panelPng(section.dataset.panel));
+      section.append(button);
+    }
     $(".text").onkeydown = (e) => this.#textKey(e);
     // Esc unlocks the head clicked in the gate grid, wherever focus is in the element.
     this.shadowRoot.addEventListener("keydown", (e) => {
@@ -276,15 +292,18 @@ export class InfiniScope extends HTMLElement {
     const url = this.getAttribute("model") || DEFAULT_MODEL;
     this.#$(".device").textContent = "loading model…";
     this.#$(".run").disabled = true;
-    const loading = loadModel(url);
+    const { loading, progress } = loadModel(url);
     this.#loaded = null;
     this.#loading = loading;
+    const onProgress = (e) => this.#loadProgress(e.detail);
+    progress.addEventListener("progress", onProgress);
     try {
       const loaded = await loading;
       if (this.#loading !== loading) return;
       this.#loading = null;
       this.#loaded = loaded;
       this.#$(".device").textContent = `${loaded.model.device} · ${(loaded.info.parameters / 1e6).toFixed(2)}M parameters`;
+      this.#$(".progress").value = 0;
       this.#$(".note").textContent = loaded.note ?? "";
       this.#$(".error").textContent = "";
       this.#$(".run").disabled = false;
@@ -296,7 +315,25 @@ export class InfiniScope extends HTMLElement {
       this.#loading = null;
       this.#$(".device").textContent = "no model";
       this.#fail(`The model at ${url} could not be loaded: ${message(e)}`);
+    } finally {
+      progress.removeEventListener("progress", onProgress);
     }
+  }
+
+  /** Loading stages in the header: bytes of the weights downloaded, then the GPU. */
+  #loadProgress(detail) {
+    const { stage, loaded, total, cached } = detail;
+    const bar = this.#$(".progress");
+    if (stage === "download") {
+      this.#$(".device").textContent = cached
+        ? `model from the browser's cache (${bytes(loaded)})`
+        : `downloading the model: ${bytes(loaded)}${total ? ` of ${bytes(total)}` : ""}`;
+      bar.value = total ? loaded / total : 0;
+    } else {
+      this.#$(".device").textContent = detail.gpu ? "preparing the GPU…" : "preparing the CPU reference…";
+      bar.value = 1;
+    }
+    this.#emit("progress", detail);
   }
 
   #fail(text) {
@@ -375,7 +412,17 @@ export class InfiniScope extends HTMLElement {
       this.#$("select.head").value = i === null ? "mean" : String(i);
       this.#retint();
       this.#drawRecall();
+      this.#emit("select", { head: i });
     }
+  }
+
+  /** The head locked in the gate grid (layer·heads + head), or null; setting it locks it. */
+  get head() {
+    return this.#lockedHead;
+  }
+  set head(i) {
+    const count = this.#loaded ? this.#loaded.info.config.n_layers * this.#loaded.info.config.n_heads : 0;
+    this.#focusHead(Number.isInteger(i) && i >= 0 && i < count ? i : null, true);
   }
 
   #showGate(l, h) {
@@ -421,9 +468,11 @@ export class InfiniScope extends HTMLElement {
       snapshots: [],
       // The segment the memory panel shows (null: the latest, live).
       scrubbed: null,
-      // Token ids and mean memory share of every segment, for jumps and the scrubber.
+      // Every segment's token count and each head's mean memory share over its tokens
+      // (for the scrubber and the exports), and token ids for jumps.
+      segmentTokens: [],
+      headShares: new Rows(info.config.n_layers * info.config.n_heads),
       segmentIds: [],
-      segmentShares: [],
       // The selected token's recall map, and the passkey needle's segment.
       recall: null,
       needle: tokens?.needle ?? null,
@@ -529,11 +578,18 @@ export class InfiniScope extends HTMLElement {
     const n = result.tokens.length;
     const m = result.m;
     const z = result.z;
+    const headShares = new Float32Array(layers * heads);
     for (let l = 0; l < layers; l++) {
       for (let t = 0; t < n; t++) {
-        for (let h = 0; h < heads; h++) run.shareSum[l * heads + h] += share[(l * n + t) * heads + h];
+        for (let h = 0; h < heads; h++) headShares[l * heads + h] += share[(l * n + t) * heads + h];
       }
     }
+    for (let i = 0; i < layers * heads; i++) {
+      run.shareSum[i] += headShares[i];
+      headShares[i] /= Math.max(n, 1);
+    }
+    run.headShares.push(headShares);
+    run.segmentTokens.push(n);
     // M and z come with the last segment of each chunk.
     const hasMemory = m.length > 0;
     const mNorms = [];
@@ -549,7 +605,7 @@ export class InfiniScope extends HTMLElement {
       if (run.snapshots.length > SNAPSHOTS) run.snapshots.shift();
     }
     if (run.segmentIds.length < run.session.recall_segments) run.segmentIds.push(result.tokens);
-    run.segmentShares.push(mean(share));
+
     const segmentLoss = loss.length ? mean(loss) : NaN;
     run.losses.push(segmentLoss);
     const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
@@ -731,6 +787,7 @@ export class InfiniScope extends HTMLElement {
     run.scrubbed = segment >= latest ? null : Math.max(run.snapshots[0].index, segment);
     this.#$("input.scrub").value = run.scrubbed ?? latest;
     this.#draw();
+    this.#emit("scrub", { segment: run.scrubbed });
     const view = memoryView(run);
     return { segment: run.scrubbed ?? latest, snapshot: view.index, mNorms: view.mNorms, zNorms: view.zNorms, loss: run.losses[view.index] };
   }
@@ -740,7 +797,7 @@ export class InfiniScope extends HTMLElement {
     const wanted = run.scrubbed ?? view.index;
     const where = run.scrubbed === null ? `live: after segment ${view.index}` : `after segment ${view.index}${wanted !== view.index ? ` (the nearest snapshot before segment ${wanted})` : ""}`;
     const loss = run.losses[wanted];
-    const share = run.segmentShares[wanted];
+    const share = wanted < run.headShares.length ? mean(run.headShares.row(wanted)) : undefined;
     return `${where} · segment ${wanted}: loss ${Number.isFinite(loss) ? loss.toFixed(3) : "–"}, mean memory share ${share?.toFixed(3) ?? "–"} · ${kept}; colours clipped at the 98th percentile of |M| per head`;
   }
 
@@ -819,6 +876,41 @@ export class InfiniScope extends HTMLElement {
     const next = (e.key === "ArrowLeft" ? current.previousElementSibling : current.nextElementSibling) ?? current;
     this.selectToken(next.token);
     next.scrollIntoView({ block: "nearest" });
+  }
+
+  /**
+   * The run's numbers: the model, the device, the gates with each head's kind and mean
+   * memory share, and per segment its tokens, loss (memory on and off) and each head's
+   * mean memory share.
+   */
+  numbers() {
+    const run = this.#run;
+    if (!run || !this.#loaded) return null;
+    const { model, info, url } = this.#loaded;
+    const { n_heads: heads } = info.config;
+    const kinds = model.head_kinds();
+    return {
+      model: url,
+      config: info.config,
+      device: this.#$(".device").textContent,
+      tokens: run.tokensDone,
+      gates: [...model.gates()].map((g, i) => ({ layer: Math.floor(i / heads), head: i % heads, g, kind: kinds[i], meanShare: run.tokensDone ? run.shareSum[i] / run.tokensDone : null })),
+      segments: run.losses.map((loss, j) => ({ index: j, tokens: run.segmentTokens[j], loss, lossMemoryOff: run.baselineLosses[j], shares: [...run.headShares.row(j)] })),
+    };
+  }
+
+  /** The run's numbers as "json" or "csv" text. */
+  exportNumbers(format) {
+    const numbers = this.numbers();
+    if (!numbers) throw new Error("Read a text first: there are no numbers yet.");
+    return format === "csv" ? numbersCsv(numbers) : JSON.stringify(numbers, null, 1);
+  }
+
+  /** The panel named `name` (gates, memory, text, footprint, loss) as a PNG blob. */
+  panelPng(name) {
+    const section = this.#$(`section[data-panel="${name}"]`);
+    if (!section) throw new Error(`no panel named ${name}`);
+    return panelPng(section);
   }
 
   #controls(running) {
