@@ -133,6 +133,11 @@ test("HTML and SVG in a file's name or a model URL are shown as text, never run"
   }
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
   assert.equal(await page.evaluate(() => document.querySelectorAll("body > img, #input-message *").length), 0);
+  // The browser logs each fetch the page's connect-src refused: expected here, and only those.
+  const refused = page.problems.filter((p) => /Content Security Policy/.test(p));
+  assert.ok(refused.length > 0 && refused.every((p) => p.includes("https://models.example/")), `refused: ${refused}`);
+  page.problems = page.problems.filter((p) => !refused.includes(p));
+  assert.deepEqual(page.problems, []);
 });
 
 test("a model URL that 404s or is corrupt gives a message; the page keeps working", async () => {
