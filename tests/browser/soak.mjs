@@ -112,7 +112,15 @@ try {
     total += read;
     // The wasm memory before any forced collection: what a visitor's tab holds (a JS
     // heap this small seldom triggers one, so wasm objects left to finalizers stay).
-    const [wasm, heapInUse] = await page.evaluate(async () => [window.__soak.memory?.buffer.byteLength ?? 0, (await import("./infiniscope.js")).live_bytes()]);
+    // Long tasks too: the forced collections below block the main thread for seconds
+    // themselves, so what they take is not counted.
+    const [wasm, heapInUse, longTasks, longest] = await page.evaluate(async () => {
+      const s = window.__soak;
+      const taken = [s.memory?.buffer.byteLength ?? 0, (await import("./infiniscope.js")).live_bytes(), s.longTasks, s.longest];
+      s.longTasks = 0;
+      s.longest = 0;
+      return taken;
+    });
     await cdp.send("HeapProfiler.collectGarbage");
     // Finalizers run after the collection, on a later task.
     await page.waitForTimeout(200);
@@ -121,12 +129,11 @@ try {
     const seen = await page.evaluate(() => {
       const s = window.__soak;
       const nodes = document.getElementsByTagName("*").length + document.querySelector("#scope").shadowRoot.querySelectorAll("*").length;
-      const row = { nodes, created: s.created, destroyed: s.destroyed, collected: s.collected, longTasks: s.longTasks, longest: s.longest };
       s.longTasks = 0;
       s.longest = 0;
-      return row;
+      return { nodes, created: s.created, destroyed: s.destroyed, collected: s.collected };
     });
-    const row = { run: run + 1, tokens: read, seconds: (Date.now() - started) / 1000, heap: heap.usedSize, wasm, heapInUse, ...seen, live: seen.created - seen.collected };
+    const row = { run: run + 1, tokens: read, seconds: (Date.now() - started) / 1000, heap: heap.usedSize, wasm, heapInUse, ...seen, longTasks, longest, live: seen.created - seen.collected };
     rows.push(row);
     console.log(
       `run ${String(row.run).padStart(2)}: ${read} tokens · JS heap ${(row.heap / 2 ** 20).toFixed(1)} MiB · wasm ${(row.wasm / 2 ** 20).toFixed(1)} MiB (${(row.heapInUse / 2 ** 20).toFixed(2)} MiB in use) · ${row.nodes} DOM nodes · GPU buffers ${row.created} created, ${row.destroyed} destroyed, ${row.collected} collected, ${row.live} live · ${row.longTasks} long tasks (longest ${row.longest.toFixed(0)} ms)`,
