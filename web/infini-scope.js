@@ -815,7 +815,14 @@ export class InfiniScope extends HTMLElement {
     const box = this.#$(".text");
     box.querySelector("span.selected")?.classList.remove("selected");
     const first = box.firstElementChild?.token ?? 0;
-    box.children[token - first]?.classList.add("selected");
+    const span = box.children[token - first];
+    if (span) {
+      span.classList.add("selected");
+      // Into view inside the text panel only (scrollIntoView would move the page too).
+      if (span.offsetTop < box.scrollTop + box.offsetTop || span.offsetTop > box.scrollTop + box.offsetTop + box.clientHeight - 20) {
+        box.scrollTop = span.offsetTop - box.offsetTop - box.clientHeight / 2;
+      }
+    }
     try {
       const shares = run.session.token_recall(token);
       run.recall = { token, shares, layers, heads, segments: shares.length / (layers * heads), needle: run.needle };
@@ -875,7 +882,6 @@ export class InfiniScope extends HTMLElement {
     const current = box.querySelector("span.selected") ?? box.lastElementChild;
     const next = (e.key === "ArrowLeft" ? current.previousElementSibling : current.nextElementSibling) ?? current;
     this.selectToken(next.token);
-    next.scrollIntoView({ block: "nearest" });
   }
 
   /**
