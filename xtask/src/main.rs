@@ -12,9 +12,10 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "demo" => demo(),
         "test" => test(),
+        "bench" if std::env::args().nth(2).as_deref() == Some("--gpu-quick") => gpu_quick(),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md (about 100 minutes on 2 cores), output in target/bench/");
+            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md (about 100 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
             return ExitCode::from(2);
         }
     };
@@ -242,8 +243,14 @@ fn long_text(path: &Path) -> Result<(), String> {
 }
 
 /// Runs one benchmark step, echoing its output and appending the command and its
-/// output to the report.
-fn record(report: &mut String, dir: &str, program: &str, args: &[&str]) -> Result<(), String> {
+/// output to the report, which is written to `out` (under target/bench/) as it grows.
+fn record(
+    report: &mut String,
+    out: &str,
+    dir: &str,
+    program: &str,
+    args: &[&str],
+) -> Result<(), String> {
     let line = format!("$ {program} {}", args.join(" "));
     eprintln!("{line}");
     let start = std::time::Instant::now();
@@ -260,13 +267,45 @@ fn record(report: &mut String, dir: &str, program: &str, args: &[&str]) -> Resul
         start.elapsed().as_secs_f64(),
         output.status
     );
-    std::fs::write(root().join("target/bench/run.md"), report.as_bytes())
+    std::fs::write(root().join("target/bench").join(out), report.as_bytes())
         .map_err(|e| e.to_string())?;
     if output.status.success() {
         Ok(())
     } else {
         Err(format!("{line} failed ({})", output.status))
     }
+}
+
+/// For a machine with a real GPU and a Vulkan (or Metal, DX12) driver: the GPU engine's
+/// tokens/s one segment per submission and chunked (with the CPU reference beside it),
+/// the matmul kernel's GFLOP/s and where a chunk's time goes, then one text read to 4K,
+/// 64K and 1M tokens at constant memory, each line naming the adapter. A few minutes on
+/// a real GPU; output in target/bench/gpu-quick.md.
+fn gpu_quick() -> Result<(), String> {
+    run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
+    std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
+    let text = root().join("target/bench/long.txt");
+    if long_text(&text).is_err() {
+        // No corpus on this machine: the bundled sample, repeated past 1M tokens
+        // (speed does not depend on what the text says).
+        let sample = std::fs::read_to_string(root().join("samples/paradise-lost.txt"))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(&text, sample.repeat(8)).map_err(|e| e.to_string())?;
+    }
+    let text = text.display().to_string();
+    let cli = root()
+        .join("target/release/infiniscope")
+        .display()
+        .to_string();
+    let mut report = String::from("# cargo xtask bench --gpu-quick\n\n");
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["bench", "--text", &text, "--tokens", "16384"],
+        vec!["long", "--text", &text, "--marks", "4096,65536,1048576"],
+    ];
+    for args in steps {
+        record(&mut report, "gpu-quick.md", ".", &cli, &args)?;
+    }
+    Ok(())
 }
 
 /// Every benchmark of BENCHMARKS.md, one after the other on this machine: the
@@ -381,7 +420,7 @@ fn bench() -> Result<(), String> {
     ];
     let failed: Vec<String> = steps
         .iter()
-        .filter_map(|(program, dir, args)| record(&mut report, dir, program, args).err())
+        .filter_map(|(program, dir, args)| record(&mut report, "run.md", dir, program, args).err())
         .collect();
     eprintln!("report: target/bench/run.md");
     if failed.is_empty() {
