@@ -13,7 +13,7 @@ use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::Engine;
-use crate::gate::{sigmoid, HeadKind};
+use crate::gate::{sigmoid, HeadKind, LOCAL_BELOW, MEMORY_ABOVE};
 use crate::generate::Generator;
 use crate::gpu::{Gpu, GpuModel};
 use crate::passkey;
@@ -134,6 +134,8 @@ impl WebModel {
             "parameters": c.n_params(),
             "memory_bytes": c.memory_floats() * 4,
             "kv_bytes_per_token": c.kv_cache_floats(1) * 4,
+            // Where a head counts as specialized (src/gate.rs), for the page's labels.
+            "thresholds": { "local_below": LOCAL_BELOW, "memory_above": MEMORY_ABOVE },
         })
         .to_string()
     }

@@ -374,7 +374,7 @@ export class InfiniScope extends HTMLElement {
         cell.style.background = gateColour(gates[i]);
         cell.innerHTML = `<div class="value"></div><div class="kind"></div>`;
         cell.querySelector(".value").textContent = gates[i].toFixed(4);
-        cell.querySelector(".kind").textContent = kinds[i] === "mixer" ? "mixer" : "specialized";
+        cell.querySelector(".kind").textContent = kinds[i];
         cell.tabIndex = 0;
         cell.onmouseenter = () => this.#focusHead(i, false);
         cell.onmouseleave = () => this.#focusHead(this.#lockedHead, false);
@@ -388,8 +388,11 @@ export class InfiniScope extends HTMLElement {
         grid.append(figure);
       }
     }
-    const specialized = kinds.filter((k) => k !== "mixer").length;
-    this.#$(".counts").textContent = `${specialized} specialized, ${kinds.length - specialized} mixer heads (specialized: g < 0.1 or g > 0.9)`;
+    // Kinds and thresholds are the engine's (src/gate.rs), never repeated here.
+    const count = (kind) => kinds.filter((k) => k === kind).length;
+    // f32 thresholds reach JSON as 0.10000000149011612: shown as the 0.1 they are.
+    const [below, above] = [info.thresholds.local_below, info.thresholds.memory_above].map((x) => +x.toPrecision(6));
+    this.#$(".counts").textContent = `${count("specialized-local")} specialized-local (g < ${below}), ${count("mixer")} mixer, ${count("specialized-memory")} specialized-memory (g > ${above}) heads`;
     this.#$(".memory-bytes").textContent = bytes(info.memory_bytes);
   }
 

@@ -75,6 +75,14 @@ test("the page reads a pasted text on WebGPU and shows the CLI's numbers", async
   assert.match(drawn.memory, /KiB/);
   assert.match(drawn.kv, /KiB/);
   assert.match(drawn.status, new RegExp(`${cli.tokens} / ~${cli.tokens} tokens`));
+  // Head kinds and their thresholds are the engine's, as the CLI reports them.
+  const kinds = cli.heads.flat().map((h) => h.kind);
+  const count = (k) => kinds.filter((x) => x === k).length;
+  const [below, above] = [cli.thresholds.local_below, cli.thresholds.memory_above].map((x) => +x.toPrecision(6));
+  assert.equal(
+    await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".counts").textContent),
+    `${count("specialized-local")} specialized-local (g < ${below}), ${count("mixer")} mixer, ${count("specialized-memory")} specialized-memory (g > ${above}) heads`,
+  );
   assert.deepEqual(page.problems, []);
   await page.close();
 });
