@@ -3,13 +3,68 @@
 // work goes through the element's methods.
 
 import "./infini-scope.js";
-import { clearModelCache } from "./loader.js";
-import { RecallStrip } from "./recall-strip.js";
+import { readPalette } from "./scope/draw.js";
+import { clearModelCache } from "./scope/loader.js";
+import { RecallStrip } from "./scope/recall-strip.js";
+import { CONTROLS, TOKENS } from "./scope/style.js";
 import { format, parse } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const scope = $("scope");
 const SAMPLE = new URL("samples/paradise-lost.txt", import.meta.url);
+
+// The element's design tokens and controls, for the page too: one set of colours and type.
+const tokens = new CSSStyleSheet();
+tokens.replaceSync(TOKENS + CONTROLS);
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, tokens];
+
+/** Local storage where the browser allows it (it may refuse: private modes, policies). */
+const stored = {
+  get: (key) => {
+    try {
+      return localStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set: (key, value) => {
+    try {
+      localStorage.setItem(key, value);
+    } catch {
+      // not remembered: the page still works
+    }
+  },
+};
+
+// Theme: auto (the system's), light or dark; the button cycles, the choice is remembered.
+const THEMES = ["auto", "light", "dark"];
+const probe = document.body.appendChild(Object.assign(document.createElement("span"), { hidden: true }));
+let palette = readPalette(probe);
+function applyTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  scope.setAttribute("theme", theme);
+  $("theme").textContent = `theme: ${theme}`;
+  $("theme").setAttribute("aria-label", `colour theme: ${theme === "auto" ? "follows the system" : theme}; press to change`);
+  palette = readPalette(probe);
+  if (lastRecall) drawRecall(lastRecall);
+}
+$("theme").onclick = () => {
+  const next = THEMES[(THEMES.indexOf(document.documentElement.dataset.theme) + 1) % THEMES.length];
+  stored.set("infiniscope.theme", next);
+  applyTheme(next);
+};
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(document.documentElement.dataset.theme));
+
+// The first-visit guide, until it is dismissed (the footer brings it back).
+$("guide").hidden = stored.get("infiniscope.guide") === "dismissed";
+$("guide-close").onclick = () => {
+  $("guide").hidden = true;
+  stored.set("infiniscope.guide", "dismissed");
+};
+$("guide-open").onclick = () => {
+  $("guide").hidden = false;
+  $("guide").scrollIntoView();
+};
 
 function say(element, text, error = false) {
   element.textContent = text;
@@ -108,9 +163,11 @@ $("pk-run").onclick = async () => {
 // The answer's recall map (the element's text panel shows the same one): the needle's
 // segment marked below the strip; click a segment to see it in the text panel.
 const recallStrip = new RecallStrip($("pk-recall"), (j) => scope.showSegment(j));
+let lastRecall = null;
 function drawRecall(map) {
+  lastRecall = map;
   if (!map) return say($("pk-recall-note"), "No recall map for this answer.", true);
-  const { best, largest, top } = recallStrip.draw(map, { needle: map.needle });
+  const { best, largest, top } = recallStrip.draw(map, { needle: map.needle, palette });
   say($("pk-recall-note"), `${map.segments} segments before the question; largest share (any head) in segment ${largest} (${top.toFixed(3)}); the needle starts in segment ${map.needle} (${best[map.needle]?.toFixed(3) ?? "–"}).`);
 }
 
@@ -158,6 +215,8 @@ $("sample").addEventListener("click", () => {
   state.text = "sample";
   keep();
 });
+
+applyTheme(THEMES.includes(stored.get("infiniscope.theme")) ? stored.get("infiniscope.theme") : "auto");
 
 // Open with the sample loaded (unless the URL says the text was the visitor's own).
 if (state.text === "sample") $("sample").click();

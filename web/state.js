@@ -3,7 +3,7 @@
 // URL), the head locked in the gate grid, the segment the memory panel is scrubbed to,
 // and the panels shown. Parsing is strict: anything unexpected is dropped, not used.
 
-const PANELS = ["gates", "memory", "text", "footprint", "loss"];
+const PANELS = ["text", "gates", "layer", "memory", "loss", "footprint"];
 
 /** @typedef {{ text: "sample" | "own", head: number | null, segment: number | null, panels: string[] | null }} PageState */
 

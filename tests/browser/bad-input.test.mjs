@@ -3,21 +3,15 @@
 // HTML (shown as text, never run), a model URL that 404s or is corrupt.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { browser, open, runAndWait, serve, shown } from "./harness.mjs";
+import { before, test } from "node:test";
+import { modelLoaded, open, runAndWait, shown, suite } from "./harness.mjs";
 
-let server;
-let chrome;
+const env = suite();
 let page;
 before(async () => {
-  server = await serve();
-  chrome = await browser();
-  page = await open(chrome, `${server.url}/`);
-  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
-});
-after(async () => {
-  await chrome?.close();
-  server?.close();
+  await env.ready;
+  page = await open(env.chrome, `${env.server.url}/`);
+  await modelLoaded(page);
 });
 
 const scopeText = () => page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".text").textContent);
@@ -128,7 +122,7 @@ test("HTML and SVG in a file's name or a model URL are shown as text, never run"
     assert.match(message, /could not be loaded/, `${url}: ${message}`);
     const view = await shown(page, "#hostile");
     assert.equal(view.error, message, "the message is the element's text");
-    assert.equal(await page.evaluate(() => document.getElementById("hostile").shadowRoot.querySelectorAll("img, svg:not(.norms):not(.loss-chart)").length), 0);
+    assert.equal(await page.evaluate(() => document.getElementById("hostile").shadowRoot.querySelectorAll("img, svg:not(.norms):not(.loss-chart):not(.layer)").length), 0);
     await page.evaluate(() => document.getElementById("hostile").remove());
   }
   assert.equal(await page.evaluate(() => window.__pwned), undefined);

@@ -7,28 +7,21 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { assertMatchesCli, browser, cliEval, DIST, open, runAndWait, serve, shown } from "./harness.mjs";
+import { before, test } from "node:test";
+import { assertMatchesCli, cliEval, DIST, modelLoaded, open, runAndWait, shown, suite } from "./harness.mjs";
 
 // About 16 segments of the sample: long enough for several steps on SwiftShader.
 const TEXT = readFileSync(join(DIST, "samples/paradise-lost.txt"), "utf8").slice(3000, 5000);
 
-let server;
-let chrome;
+const env = suite();
 let cli;
 before(async () => {
-  server = await serve();
-  chrome = await browser();
   cli = cliEval(TEXT);
-});
-after(async () => {
-  await chrome?.close();
-  server?.close();
 });
 
 async function readyPage() {
-  const page = await open(chrome, `${server.url}/`);
-  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  const page = await open(env.chrome, `${env.server.url}/`);
+  await modelLoaded(page);
   await page.fill("#text", TEXT);
   return page;
 }

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { extname, join, normalize, resolve } from "node:path";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -44,13 +45,44 @@ export async function browser({ webgpu = true } = {}) {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args, headless: true });
 }
 
+/**
+ * The static server and headless Chromium for one test file's tests: started before
+ * them, stopped after them. Read `env.server.url` and `env.chrome` inside tests (and
+ * in a `before` hook, after `await env.ready`).
+ */
+export function suite(options) {
+  let started;
+  // node:test may start a file's own `before` hooks alongside this one: they await `ready`.
+  const env = { ready: new Promise((resolve) => (started = resolve)) };
+  before(async () => {
+    env.server = await serve();
+    env.chrome = await browser(options);
+    started();
+  });
+  after(async () => {
+    await env.chrome?.close();
+    env.server?.close();
+  });
+  return env;
+}
+
+/** Waits until the <infini-scope> at `selector` has loaded its model. */
+export function modelLoaded(page, selector = "#scope") {
+  return page.waitForFunction((sel) => document.querySelector(sel).model?.model, selector, { timeout: 120_000 });
+}
+
 /** A page whose console errors and uncaught exceptions fail the test that reads them. */
 export async function open(b, url) {
-  const page = await b.newPage({ viewport: { width: 1280, height: 1600 } });
+  const page = watch(await b.newPage({ viewport: { width: 1280, height: 1600 } }));
+  await page.goto(url);
+  return page;
+}
+
+/** Collects `page`'s console errors and uncaught exceptions in `page.problems` (a missing favicon aside). */
+export function watch(page) {
   page.problems = [];
   page.on("pageerror", (e) => page.problems.push(`uncaught: ${e.message}`));
   page.on("console", (m) => m.type() === "error" && !/404|Failed to load resource/.test(m.text()) && page.problems.push(`console: ${m.text()}`));
-  await page.goto(url);
   return page;
 }
 

@@ -2,25 +2,16 @@
 // are the CLI's), each panel as a PNG, and the page's state in the URL hash.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { assertMatchesCli, browser, cliEval, open, runAndWait, serve, shown } from "./harness.mjs";
+import { test } from "node:test";
+import { assertMatchesCli, cliEval, modelLoaded, open, runAndWait, shown, suite } from "./harness.mjs";
 
 const TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. ".repeat(3);
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  server?.close();
-});
+const env = suite();
 
 async function readyPage(hash = "") {
-  const page = await open(chrome, `${server.url}/${hash}`);
-  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  const page = await open(env.chrome, `${env.server.url}/${hash}`);
+  await modelLoaded(page);
   return page;
 }
 
@@ -70,7 +61,7 @@ test("the run's numbers download as JSON and CSV, each panel as a PNG", async ()
     assert.equal(row[3], "", "no memory-off reader: empty");
   });
 
-  for (const panel of ["gates", "memory", "text", "footprint", "loss"]) {
+  for (const panel of ["text", "gates", "layer", "memory", "loss", "footprint"]) {
     const png = await download(page, `infini-scope >> section[data-panel=${panel}] >> button.png`);
     assert.equal(png.name, `infiniscope-${panel}.png`);
     assert.deepEqual([...png.bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${panel}: a PNG`);
@@ -99,7 +90,7 @@ test("the page's state round-trips through the URL hash", async () => {
   const page = await readyPage("#text=sample&head=6&panels=gates,memory,text");
   await page.waitForFunction(() => document.querySelector("#scope").head === 6);
   const hidden = await page.evaluate(() => [...document.querySelector("#scope").shadowRoot.querySelectorAll("section[data-panel]")].filter((s) => s.hidden).map((s) => s.dataset.panel));
-  assert.deepEqual(hidden, ["footprint", "loss"]);
+  assert.deepEqual(hidden, ["layer", "loss", "footprint"]);
   assert.equal(await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector("select.head").value), "6");
   // Changing the state changes the hash: another head, Esc, then a pasted text.
   await page.locator("#scope td.gate").nth(2).click();

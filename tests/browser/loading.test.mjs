@@ -3,22 +3,13 @@
 // Cache API without a network request for model.safetensors; "forget it" clears it.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { browser, open, serve, shown } from "./harness.mjs";
+import { test } from "node:test";
+import { modelLoaded, open, shown, suite } from "./harness.mjs";
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  server?.close();
-});
+const env = suite();
 
 test("the model downloads once with progress; a second visit starts from the cache; forgetting it downloads again", async () => {
-  const context = await chrome.newContext();
+  const context = await env.chrome.newContext();
   let weightRequests = 0;
   context.on("request", (r) => r.url().endsWith("/models/infini-tiny/model.safetensors") && weightRequests++);
   // The element's progress events, from the first one on.
@@ -26,9 +17,9 @@ test("the model downloads once with progress; a second visit starts from the cac
     window.__progress = [];
     document.addEventListener("progress", (e) => e.detail?.stage && window.__progress.push(e.detail), true);
   });
-  const ready = (page) => page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  const ready = (page) => modelLoaded(page);
 
-  const page = await open(context, `${server.url}/`);
+  const page = await open(context, `${env.server.url}/`);
   await ready(page);
   const first = await page.evaluate(() => window.__progress);
   const downloads = first.filter((p) => p.stage === "download");

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { assertMatchesCli, browser, cliEval, cliPasskey, cliRecall, open, ROOT, runAndWait, serve, shown } from "./harness.mjs";
+import { test } from "node:test";
+import { assertMatchesCli, cliEval, cliPasskey, cliRecall, modelLoaded, open, ROOT, runAndWait, shown, suite } from "./harness.mjs";
 
 const SHOTS = join(ROOT, "target/screenshots");
 const TEXT =
@@ -13,21 +13,12 @@ const TEXT =
   "To begin my life with the beginning of my life, I record that I was born (as I have been informed and believe) on a Friday, at twelve o'clock at night. " +
   "It was remarked that the clock began to strike, and I began to cry, simultaneously.";
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-  mkdirSync(SHOTS, { recursive: true });
-});
-after(async () => {
-  await chrome?.close();
-  server?.close();
-});
+const env = suite();
+mkdirSync(SHOTS, { recursive: true });
 
 async function readyPage() {
-  const page = await open(chrome, `${server.url}/`);
-  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  const page = await open(env.chrome, `${env.server.url}/`);
+  await modelLoaded(page);
   return page;
 }
 

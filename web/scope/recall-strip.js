@@ -4,7 +4,7 @@
 // below the strip: the needle's segment in the passkey test.
 // Click a cell to pick that segment.
 
-import { shareColour } from "./panels.js";
+import { LIGHT, sequential } from "./draw.js";
 
 const HEIGHT = 28;
 const BAR = 18;
@@ -28,10 +28,11 @@ export class RecallStrip {
 
   /**
    * `map` = { shares `[layer][head][j]`, layers, heads, segments }; `head` = the flat
-   * index layer·heads + head, or null for the largest share over heads. Returns each
+   * index layer·heads + head, or null for the largest share over heads; `palette` the
+   * theme's colours. Returns each
    * segment's share as drawn and the largest.
    */
-  draw(map, { head = null, needle = null } = {}) {
+  draw(map, { head = null, needle = null, palette = LIGHT } = {}) {
     const { shares, layers, heads, segments } = map;
     const best = new Float32Array(segments);
     for (let lh = 0; lh < layers * heads; lh++) {
@@ -57,11 +58,11 @@ export class RecallStrip {
       let v = 0;
       const end = Math.min(segments, Math.max(Math.floor((c + 1) * per), Math.floor(c * per) + 1));
       for (let j = Math.floor(c * per); j < end; j++) v = Math.max(v, best[j]);
-      ctx.fillStyle = shareColour(top > 0 ? v / top : 0);
+      ctx.fillStyle = sequential(top > 0 ? v / top : 0, palette);
       ctx.fillRect(c * cell, 0, Math.ceil(cell), BAR);
     }
     if (needle !== null && needle < segments) {
-      ctx.fillStyle = "#000";
+      ctx.fillStyle = palette.ink;
       ctx.fillRect(needle * (width / segments), BAR + 3, Math.max(width / segments, 2), HEIGHT - BAR - 3);
     }
     return { best, largest, top };

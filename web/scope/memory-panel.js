@@ -1,0 +1,159 @@
+// The compressive memory: each head's M (d×d) and z (1×d) as heatmaps, a scrubber
+// over the snapshots the run kept, ‖M‖ and ‖z‖ over the reading as a chart and as a
+// table, and one head enlarged on click.
+
+import { absQuantile, el, heatmap, legend, lineChart, mean } from "./draw.js";
+
+export class MemoryPanel {
+  static title = "Compressive memory M and z per head";
+  static help =
+    "After each segment every head writes its keys and values into a fixed-size memory: M (d×d, d the head dimension) and z (d), with σ = ELU + 1. The linear rule adds σ(K)ᵀV; the delta rule (infini-tiny's) writes only what M does not already return: M ← M + σ(K)ᵀ(V − σ(K)M / σ(K)z), z ← z + Σ σ(K). The next segments read it as A_mem = σ(Q)M / σ(Q)z. Blue cells are negative, orange positive, each head clipped at the 98th percentile of its |M|. The memory never grows: compare its size with a KV cache in the footprint panel. Drag the slider to see M as it was after an earlier segment; click a head to enlarge it.";
+  static css = `
+  .heads { display: grid; gap: 6px; }
+  .heads figure { margin: 0; text-align: center; font-size: 11px; cursor: zoom-in; color: var(--muted); }
+  .heads figure canvas, dialog canvas { image-rendering: pixelated; display: block; margin: auto; border: 1px solid var(--line); }
+  /* Up to 96 px a heatmap, smaller when the model's heads do not fit the panel's width. */
+  .heads canvas { width: 100%; max-width: 96px; aspect-ratio: 1; box-sizing: border-box; }
+  .heads canvas.z { aspect-ratio: auto; height: 6px; margin-top: 2px; }
+  .heads figure.focus canvas.m { outline: 2px solid var(--ink); }
+  dialog { background: var(--surface); color: var(--ink); border: 1px solid var(--line); border-radius: 8px; }
+  dialog canvas { width: min(384px, 80vw); height: min(384px, 80vw); }
+  dialog canvas.z { height: 16px; }
+  .scrubber { display: flex; gap: .5em; align-items: center; font-size: 12px; }
+  .scrubber input { flex: 1; min-width: 0; accent-color: var(--accent); }`;
+
+  #heads = el("div", "heads");
+  #scrub = el("input", "scrub");
+  #info = el("div", "info memory-info");
+  #chart = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  #table = el("table", "norms-table");
+  #dialog = el("dialog");
+  #enlarged = null;
+  #config = null;
+  /** What was drawn last (run, palette): an enlarged head opens on it. */
+  #drawn = null;
+
+  /** `onScrub(segment)`: the slider moved. */
+  constructor(body, { onScrub }) {
+    const scrubber = el("div", "scrubber");
+    const label = el("label", "", "segment");
+    label.htmlFor = this.#scrub.id = "scrub";
+    Object.assign(this.#scrub, { type: "range", min: 0, max: 0, value: 0, disabled: true });
+    this.#info.id = "scrub-info";
+    this.#scrub.setAttribute("aria-describedby", "scrub-info");
+    this.#scrub.oninput = () => onScrub(+this.#scrub.value);
+    scrubber.append(label, this.#scrub);
+    this.#chart.classList.add("norms");
+    this.#chart.setAttribute("role", "img");
+    this.#chart.setAttribute("aria-label", "‖M‖ and ‖z‖ per head over the reading; the table below has the latest numbers");
+    const table = el("details");
+    table.append(el("summary", "", "table: ‖M‖ and ‖z‖ per head"), this.#table);
+    const figure = el("figure", "big");
+    figure.append(el("canvas", "m"), el("canvas", "z"), el("figcaption"));
+    const close = el("button", "close", "close");
+    close.onclick = () => {
+      this.#enlarged = null;
+      this.#dialog.close();
+    };
+    this.#dialog.append(figure, close);
+    body.append(this.#heads, legend("diverging", "− M", "+ M"), scrubber, this.#info, this.#chart, table, this.#dialog);
+  }
+
+  build({ n_layers: layers, n_heads: heads }) {
+    this.#config = { layers, heads };
+    this.#heads.style.gridTemplateColumns = `repeat(${heads}, minmax(0, 96px))`;
+    this.#heads.replaceChildren();
+    for (let l = 0; l < layers; l++) {
+      for (let h = 0; h < heads; h++) {
+        const figure = el("figure");
+        figure.append(el("canvas", "m"), el("canvas", "z"), el("figcaption", "", `L${l} H${h}`));
+        figure.querySelector("canvas.m").setAttribute("aria-label", `memory M of layer ${l} head ${h}`);
+        figure.onclick = () => this.#enlarge(l * heads + h);
+        this.#heads.append(figure);
+      }
+    }
+  }
+
+  /** Outlines head i's heatmap (null: none). */
+  focus(i) {
+    [...this.#heads.children].forEach((figure, j) => figure.classList.toggle("focus", j === i));
+  }
+
+  /** Keeps the slider's range on the snapshots kept; at its end it follows the reading. */
+  follow(run) {
+    const { snapshots } = run;
+    if (!snapshots.length) return;
+    this.#scrub.disabled = false;
+    this.#scrub.min = snapshots[0].index;
+    this.#scrub.max = snapshots.at(-1).index;
+    if (run.scrubbed === null) this.#scrub.value = this.#scrub.max;
+  }
+
+  /** Draws the memory the run's view shows (the latest or the scrubbed snapshot). */
+  draw(run, palette) {
+    const view = run.memoryView();
+    if (!view) return;
+    this.#drawn = [run, palette];
+    const { n_heads: heads, n_layers: layers, head_dim: d } = run.info.config;
+    const figures = this.#heads.children;
+    for (let i = 0; i < layers * heads; i++) {
+      const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
+      const scale = drawHead(mCanvas, zCanvas, view, i, d, palette);
+      mCanvas.title = `‖M‖ = ${view.mNorms[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
+    }
+    if (this.#enlarged !== null) this.#drawEnlarged(run, view, palette);
+    this.#info.textContent = scrubNote(run, view);
+    this.#scrub.value = run.scrubbed ?? this.#scrub.max;
+    const series = [];
+    for (let i = 0; i < layers * heads; i++) {
+      const hue = (360 * Math.floor(i / heads)) / layers;
+      series.push({ values: run.mNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 45%)`, label: `‖M‖ L${Math.floor(i / heads)}H${i % heads}` });
+      series.push({ values: run.zNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 70%)`, label: `‖z‖ L${Math.floor(i / heads)}H${i % heads}` });
+    }
+    lineChart(this.#chart, series, { yLabel: "‖M‖ (dark), ‖z‖ (light)", xUnit: "chunks read" });
+    this.#table.replaceChildren();
+    this.#table.insertRow().append(el("th", "", "head"), el("th", "", "‖M‖"), el("th", "", "‖z‖"));
+    for (let i = 0; i < layers * heads; i++) {
+      const row = this.#table.insertRow();
+      row.append(el("th", "", `L${Math.floor(i / heads)}H${i % heads}`));
+      row.insertCell().textContent = view.mNorms[i].toFixed(3);
+      row.insertCell().textContent = view.zNorms[i].toFixed(3);
+    }
+  }
+
+  #enlarge(i) {
+    this.#enlarged = i;
+    this.#dialog.showModal();
+    if (this.#drawn) this.draw(...this.#drawn);
+    else this.#dialog.querySelector("figcaption").textContent = "nothing read yet";
+  }
+
+  #drawEnlarged(run, view, palette) {
+    const i = this.#enlarged;
+    const { heads } = this.#config;
+    const [mCanvas, zCanvas] = this.#dialog.querySelectorAll("canvas");
+    const scale = drawHead(mCanvas, zCanvas, view, i, run.info.config.head_dim, palette);
+    this.#dialog.querySelector("figcaption").textContent =
+      `layer ${Math.floor(i / heads)} head ${i % heads}, after segment ${view.index}: ‖M‖ = ${view.mNorms[i].toFixed(3)}, ‖z‖ = ${view.zNorms[i].toFixed(3)}, colours ±${scale.toPrecision(3)}`;
+  }
+}
+
+/**
+ * Paints head i's M (d×d) and z (1×d), each clipped at the 98th percentile of its
+ * |values| (robust: a few large cells do not wash out the rest); returns M's scale.
+ */
+function drawHead(mCanvas, zCanvas, { m, z }, i, d, palette) {
+  const scale = absQuantile(m.subarray(i * d * d, (i + 1) * d * d), 0.98);
+  heatmap(mCanvas, m, i * d * d, d, d, scale, palette);
+  heatmap(zCanvas, z, i * d, 1, d, absQuantile(z.subarray(i * d, (i + 1) * d), 0.98), palette);
+  return scale;
+}
+
+function scrubNote(run, view) {
+  const kept = `${run.snapshots.length} snapshots kept (segments ${run.snapshots[0].index}–${run.snapshots.at(-1).index})`;
+  const wanted = run.scrubbed ?? view.index;
+  const where = run.scrubbed === null ? `live: after segment ${view.index}` : `after segment ${view.index}${wanted !== view.index ? ` (the nearest snapshot before segment ${wanted})` : ""}`;
+  const loss = run.losses[wanted];
+  const share = wanted < run.headShares.length ? mean(run.headShares.row(wanted)) : undefined;
+  return `${where} · segment ${wanted}: loss ${Number.isFinite(loss) ? loss.toFixed(3) : "–"}, mean memory share ${share?.toFixed(3) ?? "–"} · ${kept}; colours clipped at the 98th percentile of |M| per head`;
+}
