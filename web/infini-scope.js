@@ -3,9 +3,10 @@
 // segment, what the engine reports: gates, memory M and z, memory shares, loss,
 // and the memory footprint beside a full-attention KV cache.
 //
-// Data flows one way: text → tokens → segments → layers → taps (a Run, scope/run.js)
-// → the panels (scope/*-panel.js, each owning its DOM). The element keeps the
-// lifecycle: attributes, loading, controls, focus and events. One script tag:
+// Data flows one way: text → tokens → segments → layers → taps (in a worker,
+// scope/engine-worker.js) → a Run (scope/run.js) → the panels (scope/*-panel.js, each
+// owning its DOM): the main thread only draws. The element keeps the lifecycle:
+// attributes, loading, controls, focus and events. One script tag:
 //   <script type="module" src="infini-scope.js"></script>
 //   <infini-scope model="models/infini-tiny/" autorun></infini-scope>
 
@@ -17,7 +18,7 @@ import { GatesPanel } from "./scope/gates-panel.js";
 import { LayerPanel } from "./scope/layer-panel.js";
 import { LossPanel } from "./scope/loss-panel.js";
 import { MemoryPanel } from "./scope/memory-panel.js";
-import { loadModel } from "./scope/model.js";
+import { loadModel } from "./scope/engine.js";
 import { Run } from "./scope/run.js";
 import { BASE_CSS, CONTROLS, TOKENS } from "./scope/style.js";
 import { TextPanel } from "./scope/text-panel.js";
@@ -32,6 +33,8 @@ const PANELS = [
   ["loss", LossPanel],
   ["footprint", FootprintPanel, "wide"],
 ];
+/** The drawings that summarise a run, made a few per frame (#drawSome). */
+const DRAWN = ["status", "memory", "norms", "loss"];
 /** Below this width (CSS px) the panels stack in one column. */
 const NARROW = 720;
 
@@ -68,6 +71,9 @@ export class InfiniScope extends HTMLElement {
   /** Whether any of the element is on screen; its observer reports it as soon as it is attached. */
   #visible = false;
   #drawPending = false;
+  /** Summary drawings due (DRAWN), and where the next frame starts among them. */
+  #dirty = new Set();
+  #cursor = 0;
   #observers = [];
   /** The head clicked in the gate grid (layer·heads + head), or null. */
   #lockedHead = null;
@@ -411,30 +417,56 @@ export class InfiniScope extends HTMLElement {
     });
   }
 
+  /** Marks every summary drawing as due, drawn in the next frames. */
   #scheduleDraw() {
+    for (const step of DRAWN) this.#dirty.add(step);
     if (this.#drawPending || !this.#visible) return;
     this.#drawPending = true;
-    requestAnimationFrame(() => {
-      this.#drawPending = false;
-      this.#draw();
-    });
+    requestAnimationFrame(() => this.#drawSome());
   }
 
-  /** Redraws what summarises the whole run so far: once per frame at most. */
+  /**
+   * Redraws what summarises the whole run so far, a frame at a time: the drawings due
+   * are made in turn until about 10 ms have gone, the rest in the next frames (the
+   * main thread stays free for input; none waits for long).
+   */
+  #drawSome() {
+    this.#drawPending = false;
+    const began = performance.now();
+    while (this.#dirty.size && performance.now() - began < 10) {
+      const step = DRAWN.find((s, i) => this.#dirty.has(s) && i >= this.#cursor) ?? DRAWN.find((s) => this.#dirty.has(s));
+      this.#dirty.delete(step);
+      this.#cursor = (DRAWN.indexOf(step) + 1) % DRAWN.length;
+      this.#drawStep(step);
+    }
+    if (this.#dirty.size && this.#visible) {
+      this.#drawPending = true;
+      requestAnimationFrame(() => this.#drawSome());
+    }
+  }
+
+  /** Redraws everything now (a scrub shows its segment at once). */
   #draw() {
+    for (const step of DRAWN) this.#drawStep(step);
+    this.#dirty.clear();
+  }
+
+  #drawStep(step) {
     const run = this.#run;
     if (!run) return;
-    const { estimate, done, rate, left } = run.progress();
-    this.#$(".progress").value = estimate ? Math.min(1, done / estimate) : 0;
-    this.#$(".status").textContent =
-      `${done.toLocaleString("en")} / ~${estimate.toLocaleString("en")} tokens · ${rate.toFixed(1)} tokens/s · ETA ${formatTime(left)}` +
-      (run.paused ? " · paused" : "") +
-      (run.done && done > 0 ? " · done" : "");
-    this.#panels.memory.draw(run, this.#palette);
-    this.#panels.footprint.draw(run.info, done);
-    this.#panels.loss.draw(run, this.#palette);
-    this.#panels.gates.update((i) => run.meanShare(i));
-    this.#showLayer();
+    if (step === "status") {
+      const { estimate, done, rate, left } = run.progress();
+      this.#$(".progress").value = estimate ? Math.min(1, done / estimate) : 0;
+      this.#$(".status").textContent =
+        `${done.toLocaleString("en")} / ~${estimate.toLocaleString("en")} tokens · ${rate.toFixed(1)} tokens/s · ETA ${formatTime(left)}` +
+        (run.paused ? " · paused" : "") +
+        (run.done && done > 0 ? " · done" : "");
+      this.#panels.footprint.draw(run.info, done);
+      this.#panels.gates.update((i) => run.meanShare(i));
+      this.#showLayer();
+    } else if (step === "memory") this.#panels.memory.draw(run, this.#palette);
+    else if (step === "norms") this.#panels.memory.chart(run);
+    else if (step === "loss") this.#panels.loss.draw(run, this.#palette);
   }
 
   /**
@@ -457,13 +489,18 @@ export class InfiniScope extends HTMLElement {
    * ({ token, shares `[layer][head][j]`, layers, heads, segments, needle }), or null
    * with the reason shown when the token has none.
    */
-  selectToken(token) {
+  async selectToken(token) {
     const run = this.#run;
     if (!run) return null;
     this.#panels.text.select(token);
+    // Keys pressed quickly: only the latest selection's map is drawn.
+    run.selecting = token;
     try {
-      run.recall = run.tokenRecall(token);
+      const map = await run.tokenRecall(token);
+      if (run.selecting !== token) return map;
+      run.recall = map;
     } catch (e) {
+      if (run.selecting !== token) return null;
       run.recall = null;
       this.#panels.text.drawRecall(null, `No recall map: ${message(e)}.`);
       return null;
@@ -479,11 +516,11 @@ export class InfiniScope extends HTMLElement {
   }
 
   /** Shows segment `j` of the text: scrolls to it when it is in the text panel, else quotes it. */
-  showSegment(j) {
+  async showSegment(j) {
     const run = this.#run;
     if (!run || this.#panels.text.showSegment(j)) return;
     const ids = run.segmentIds[j];
-    const text = ids ? this.#loaded.model.decode(ids) : null;
+    const text = ids ? await this.#loaded.model.decode(ids) : null;
     this.#panels.text.say(text === null ? `Segment ${j} is no longer kept.` : `Segment ${j} (no longer in the text panel): ${JSON.stringify(text)}`);
   }
 
@@ -547,14 +584,13 @@ export class InfiniScope extends HTMLElement {
   async passkey(length, depth, key = Math.floor(Math.random() * 100000)) {
     if (!this.#loaded) throw new Error("The model is not loaded yet.");
     const { model, info } = this.#loaded;
-    const haystack = model.passkey(length, depth, key);
+    const haystack = await model.passkey(length, depth, key);
     const at = haystack.answer_at;
     const needle = Math.floor(haystack.needle_at / info.config.segment_len);
     const [ids, pieces, hidden] = [haystack.tokens.slice(0, at), haystack.pieces.slice(0, at), haystack.key];
-    haystack.free();
     const run = await this.run({ ids, pieces, needle });
     if (!run || run.cancelled) throw new Error("The passkey run was cancelled.");
-    const recall = this.selectToken(at - 1);
+    const recall = await this.selectToken(at - 1);
     const answer = await this.generate(5, { temperature: 0 });
     return { length, depth, key: hidden, answer, correct: answer === hidden, recall };
   }

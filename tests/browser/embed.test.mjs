@@ -29,6 +29,7 @@ async function checkEmbed(webgpu) {
     const texts = await page.evaluate(() => ["first", "second"].map((id) => document.getElementById(id).text));
     const sharesModel = await page.evaluate(() => document.getElementById("first").model === document.getElementById("second").model);
     assert.ok(sharesModel, "both elements hold the same loaded model (one device)");
+    assert.equal(page.workers().length, 1, "one engine worker for both");
     for (const [i, id] of ["first", "second"].entries()) {
       const view = await shown(page, `#${id}`);
       assert.match(view.device, webgpu ? /WebGPU/ : /CPU reference/, view.device);

@@ -37,10 +37,10 @@ export async function serve() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
-/** Headless Chromium, with WebGPU on SwiftShader unless `webgpu` is false. */
-export async function browser({ webgpu = true } = {}) {
+/** Headless Chromium, with WebGPU on SwiftShader unless `webgpu` is false; `more` flags. */
+export async function browser({ webgpu = true, more = [] } = {}) {
   // Playwright gives every launch a fresh, empty profile of its own.
-  const args = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
+  const args = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic", ...more];
   if (webgpu) args.push("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-webgpu-adapter=swiftshader");
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args, headless: true });
 }

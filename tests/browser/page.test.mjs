@@ -26,6 +26,8 @@ test("the page reads a pasted text on WebGPU and shows the CLI's numbers", async
   const page = await readyPage();
   const before = await shown(page, "#scope");
   assert.match(before.device, /WebGPU/, `runs on WebGPU: ${before.device}`);
+  // The engine reads in a worker, where the model and its WebGPU device live.
+  assert.deepEqual(page.workers().map((w) => new URL(w.url()).pathname), ["/scope/engine-worker.js"]);
   await page.fill("#text", TEXT);
   const done = await runAndWait(page, "#scope", () => page.click("#read"));
   const cli = cliEval(TEXT);
@@ -206,7 +208,7 @@ test("passkey and continue-writing", async () => {
   // question), head by head, within 1e-4.
   const { text, segmentTexts } = await page.evaluate(async (key) => {
     const scope = document.getElementById("scope");
-    const hay = scope.model.model.passkey(256, 0.5, +key);
+    const hay = await scope.model.model.passkey(256, 0.5, +key);
     const n = JSON.parse(scope.model.model.info).config.segment_len;
     const pieces = hay.pieces.slice(0, hay.answer_at);
     const segmentTexts = [];
@@ -261,8 +263,10 @@ test("a lost GPU device mid-run moves to the CPU and keeps the numbers", async (
 test("the wasm Session reads chunks of segments with the numbers of one at a time", async () => {
   const page = await readyPage();
   const result = await page.evaluate(async (text) => {
-    const { Session } = await import("/infiniscope.js");
-    const { model } = document.querySelector("#scope").model;
+    // The page's engine lives in a worker: this loads a model of its own here.
+    const { Session, WebModel } = await import("/infiniscope.js");
+    const files = await Promise.all(["config.json", "model.safetensors", "tokenizer.json"].map(async (f) => new Uint8Array(await (await fetch(`/models/infini-tiny/${f}`)).arrayBuffer())));
+    const model = await WebModel.load(...files, true);
     const read = async (most) => {
       const session = new Session(model, true);
       const encoder = model.encoder();

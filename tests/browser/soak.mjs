@@ -1,15 +1,15 @@
 // Page soak: the demo page reads one text after another in headless Chromium (read,
 // Cancel once the run has read its share of tokens, paste the next text, read again)
 // and after every run samples what grows when something leaks: the JS heap after a
-// forced garbage collection, the WebAssembly memory, the DOM's nodes (shadow DOM
-// included), WebGPU buffers created and destroyed, and main-thread long tasks.
+// forced garbage collection, the engine worker's WebAssembly memory, the DOM's nodes
+// (shadow DOM included), WebGPU buffers created and destroyed, and main-thread long tasks.
 // A benchmark, not a test (RELIABILITY.md holds its figures):
 //   node tests/browser/soak.mjs [runs=10] [tokens per run=2048] [cpu]   (after `trunk build`)
 // Writes target/soak/soak.csv and target/soak/soak.svg; exits 1 when memory drifts.
 
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { browser, DIST, open, ROOT, serve } from "./harness.mjs";
+import { browser, DIST, modelLoaded, ROOT, serve, watch } from "./harness.mjs";
 
 const runs = Number(process.argv[2] ?? 10);
 const tokensPerRun = Number(process.argv[3] ?? 2048);
@@ -27,35 +27,31 @@ const WASM_DRIFT = 64 << 10;
 const DOM_DRIFT = 32;
 const WARM_UP = 2;
 
-// Instruments the page before its scripts run: counts WebGPU buffers and long tasks,
-// and keeps the engine's WebAssembly memory to measure.
-function instrument() {
-  window.__soak = { created: 0, destroyed: 0, collected: 0, longTasks: 0, longest: 0, memory: null };
-  if (window.GPUDevice) {
-    // A buffer is gone when destroyed or when garbage-collected (wgpu drops its handle
-    // and the browser frees the GPU memory with the JS object).
-    const gone = new FinalizationRegistry(() => window.__soak.collected++);
-    const create = GPUDevice.prototype.createBuffer;
-    GPUDevice.prototype.createBuffer = function (...args) {
-      window.__soak.created++;
-      const buffer = create.apply(this, args);
-      gone.register(buffer, null);
-      return buffer;
-    };
-    const destroy = GPUBuffer.prototype.destroy;
-    GPUBuffer.prototype.destroy = function (...args) {
-      window.__soak.destroyed++;
-      return destroy.apply(this, args);
-    };
-  }
-  for (const name of ["instantiate", "instantiateStreaming"]) {
-    const original = WebAssembly[name];
-    WebAssembly[name] = async (...args) => {
-      const result = await original.apply(WebAssembly, args);
-      window.__soak.memory = (result.instance ?? result).exports?.memory ?? window.__soak.memory;
-      return result;
-    };
-  }
+// The engine runs in a worker (web/scope/engine-worker.js): its WebGPU buffers are
+// counted there, as soon as the worker starts (before the model's buffers exist).
+function instrumentWorker() {
+  self.__soak = { created: 0, destroyed: 0, collected: 0 };
+  if (!self.GPUDevice) return;
+  // A buffer is gone when destroyed or when garbage-collected (wgpu drops its handle
+  // and the browser frees the GPU memory with the JS object).
+  const gone = new FinalizationRegistry(() => self.__soak.collected++);
+  const create = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function (...args) {
+    self.__soak.created++;
+    const buffer = create.apply(this, args);
+    gone.register(buffer, null);
+    return buffer;
+  };
+  const destroy = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function (...args) {
+    self.__soak.destroyed++;
+    return destroy.apply(this, args);
+  };
+}
+
+// The page's main thread: its long tasks, from before its scripts run.
+function instrumentPage() {
+  window.__soak = { longTasks: 0, longest: 0 };
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       window.__soak.longTasks++;
@@ -66,24 +62,24 @@ function instrument() {
 
 const sample = readFileSync(join(DIST, "samples/paradise-lost.txt"), "utf8");
 const server = await serve();
-const chrome = await browser({ webgpu });
+// gc() in the worker, whose heap the page's DevTools session does not reach.
+const chrome = await browser({ webgpu, more: ["--js-flags=--expose-gc"] });
 const rows = [];
 let failed = false;
 try {
   const context = await chrome.newContext({ viewport: { width: 1280, height: 1600 } });
-  await context.addInitScript(instrument);
-  const page = await open(context, `${server.url}/`);
+  await context.addInitScript(instrumentPage);
+  const page = await context.newPage();
+  const engine = new Promise((resolve) => page.on("worker", (worker) => worker.evaluate(instrumentWorker).then(() => resolve(worker))));
+  watch(page);
+  await page.goto(`${server.url}/`);
+  const worker = await engine;
   const cdp = await context.newCDPSession(page);
-  await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
+  await modelLoaded(page);
   // The tokenizer keeps a cache of up to 10,000 words it has split (HuggingFace
   // tokenizers' BPE cache, never evicted): tokenizing the whole sample once first fills
   // it with every word the runs will meet, so that its growth is not taken for a leak.
-  await page.evaluate((text) => {
-    const encoder = document.querySelector("#scope").model.model.encoder();
-    for (let at = 0; at < text.length; at += 16384) encoder.push(text.slice(at, at + 16384)).free();
-    encoder.finish().free();
-    encoder.free();
-  }, sample);
+  await page.evaluate((text) => document.querySelector("#scope").model.model.warm(text), sample);
   const device = await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".device").textContent);
   console.log(`${device}: ${runs} runs of ${tokensPerRun} tokens each`);
   const started = Date.now();
@@ -116,23 +112,26 @@ try {
     // themselves, so what they take is not counted.
     const [wasm, heapInUse, longTasks, longest] = await page.evaluate(async () => {
       const s = window.__soak;
-      const taken = [s.memory?.buffer.byteLength ?? 0, (await import("./infiniscope.js")).live_bytes(), s.longTasks, s.longest];
+      const { live, memory } = await document.querySelector("#scope").model.model.memory();
+      const taken = [memory, live, s.longTasks, s.longest];
       s.longTasks = 0;
       s.longest = 0;
       return taken;
     });
     await cdp.send("HeapProfiler.collectGarbage");
+    await worker.evaluate(() => gc());
     // Finalizers run after the collection, on a later task.
     await page.waitForTimeout(200);
     await cdp.send("HeapProfiler.collectGarbage");
+    await worker.evaluate(() => gc());
     const heap = await cdp.send("Runtime.getHeapUsage");
-    const seen = await page.evaluate(() => {
+    const nodes = await page.evaluate(() => {
       const s = window.__soak;
-      const nodes = document.getElementsByTagName("*").length + document.querySelector("#scope").shadowRoot.querySelectorAll("*").length;
       s.longTasks = 0;
       s.longest = 0;
-      return { nodes, created: s.created, destroyed: s.destroyed, collected: s.collected };
+      return document.getElementsByTagName("*").length + document.querySelector("#scope").shadowRoot.querySelectorAll("*").length;
     });
+    const seen = { nodes, ...(await worker.evaluate(() => self.__soak)) };
     const row = { run: run + 1, tokens: read, seconds: (Date.now() - started) / 1000, heap: heap.usedSize, wasm, heapInUse, ...seen, longTasks, longest, live: seen.created - seen.collected };
     rows.push(row);
     console.log(

@@ -70,10 +70,48 @@ export function tint(element, s, palette = LIGHT) {
 /** The q-quantile of |values| (robust colour scale: a few large entries do not wash the rest out). */
 export function absQuantile(values, q) {
   const step = Math.max(1, Math.floor(values.length / 4096));
-  const sample = [];
-  for (let i = 0; i < values.length; i += step) sample.push(Math.abs(values[i]));
-  sample.sort((a, b) => a - b);
-  return sample[Math.min(sample.length - 1, Math.floor(q * sample.length))] || 0;
+  const sample = new Float32Array(Math.ceil(values.length / step));
+  for (let i = 0, j = 0; i < values.length; i += step, j++) sample[j] = Math.abs(values[i]);
+  if (!sample.length) return 0;
+  return select(sample, Math.min(sample.length - 1, Math.floor(q * sample.length))) || 0;
+}
+
+/** The k-th smallest of `a` (reordered in place): quickselect, linear on average. */
+function select(a, k) {
+  let [lo, hi] = [0, a.length - 1];
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let [i, j] = [lo, hi];
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k];
+}
+
+/** 257 colours of the diverging scale from −1 to 1 as RGBA words, per palette. */
+const ramps = new WeakMap();
+function ramp(palette) {
+  if (!ramps.has(palette)) {
+    const words = new Uint32Array(257);
+    const bytes = new Uint8Array(words.buffer);
+    const rgb = [0, 0, 0];
+    for (let i = 0; i <= 256; i++) {
+      divergingRgb(i / 128 - 1, palette, rgb);
+      bytes.set([...rgb, 255], i * 4);
+    }
+    ramps.set(palette, words);
+  }
+  return ramps.get(palette);
 }
 
 /**
@@ -84,12 +122,13 @@ export function absQuantile(values, q) {
 export function heatmap(canvas, values, offset, rows, cols, scale, palette = LIGHT) {
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(cols, rows);
-  const inv = scale > 0 ? 1 / scale : 0;
-  const rgb = [0, 0, 0];
+  const pixels = new Uint32Array(image.data.buffer);
+  const colours = ramp(palette);
+  const inv = scale > 0 ? 128 / scale : 0;
   for (let i = 0; i < rows * cols; i++) {
-    divergingRgb(values[offset + i] * inv, palette, rgb);
-    image.data.set(rgb, i * 4);
-    image.data[i * 4 + 3] = 255;
+    const x = Math.round(values[offset + i] * inv) + 128;
+    // Clipped to the ends; NaN (never expected) shows as the middle.
+    pixels[i] = colours[x >= 0 ? (x <= 256 ? x : 256) : x < 0 ? 0 : 128];
   }
   if (canvas.width !== cols || canvas.height !== rows) {
     canvas.width = cols;

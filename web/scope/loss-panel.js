@@ -15,6 +15,7 @@ export class LossPanel {
 
   #chart = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   #rows = el("tbody");
+  #drawn = null;
 
   constructor(body) {
     this.#chart.classList.add("loss-chart");
@@ -42,6 +43,10 @@ export class LossPanel {
   }
 
   draw(run, palette) {
+    // Only when a segment was added (or the run or theme changed).
+    const key = [run, palette, run.losses.length];
+    if (this.#drawn && key.every((x, i) => x === this.#drawn[i])) return;
+    this.#drawn = key;
     const colour = (rgb) => `rgb(${rgb.join(",")})`;
     const series = [{ values: run.losses, colour: colour(palette.positive), label: "memory on" }];
     if (run.baseline) series.push({ values: run.baselineLosses, colour: colour(palette.negative), label: "memory off" });

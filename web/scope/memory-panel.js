@@ -30,7 +30,10 @@ export class MemoryPanel {
   #dialog = el("dialog");
   #enlarged = null;
   #config = null;
-  /** What was drawn last (run, palette): an enlarged head opens on it. */
+  /** When the norms chart was drawn last (performance.now()), and whether the run had ended. */
+  #charted = -Infinity;
+  #chartedEnd = false;
+  /** What was drawn last: run, palette, snapshot, scrubbed segment, enlarged head, ended. */
   #drawn = null;
 
   /** `onScrub(segment)`: the slider moved. */
@@ -63,6 +66,8 @@ export class MemoryPanel {
     this.#config = { layers, heads };
     this.#heads.style.gridTemplateColumns = `repeat(${heads}, minmax(0, 96px))`;
     this.#heads.replaceChildren();
+    this.#table.replaceChildren();
+    this.#table.insertRow().append(el("th", "", "head"), el("th", "", "‖M‖"), el("th", "", "‖z‖"));
     for (let l = 0; l < layers; l++) {
       for (let h = 0; h < heads; h++) {
         const figure = el("figure");
@@ -70,6 +75,8 @@ export class MemoryPanel {
         figure.querySelector("canvas.m").setAttribute("aria-label", `memory M of layer ${l} head ${h}`);
         figure.onclick = () => this.#enlarge(l * heads + h);
         this.#heads.append(figure);
+        const row = this.#table.insertRow();
+        row.append(el("th", "", `L${l}H${h}`), el("td", "", "–"), el("td", "", "–"));
       }
     }
   }
@@ -92,8 +99,11 @@ export class MemoryPanel {
   /** Draws the memory the run's view shows (the latest or the scrubbed snapshot). */
   draw(run, palette) {
     const view = run.memoryView();
-    if (!view) return;
-    this.#drawn = [run, palette];
+    // Sixteen heatmaps are the costliest drawing here: only when what they
+    // show changed (a new snapshot, a scrub, another theme, a head enlarged, the end).
+    const key = view && [run, palette, view, run.scrubbed, this.#enlarged, run.done || run.cancelled];
+    if (!view || (this.#drawn && key.every((x, i) => x === this.#drawn[i]))) return;
+    this.#drawn = key;
     const { n_heads: heads, n_layers: layers, head_dim: d } = run.info.config;
     const figures = this.#heads.children;
     for (let i = 0; i < layers * heads; i++) {
@@ -104,6 +114,20 @@ export class MemoryPanel {
     if (this.#enlarged !== null) this.#drawEnlarged(run, view, palette);
     this.#info.textContent = scrubNote(run, view);
     this.#scrub.value = run.scrubbed ?? this.#scrub.max;
+    for (let i = 0; i < layers * heads; i++) {
+      const [, m, z] = this.#table.rows[i + 1].cells;
+      m.textContent = view.mNorms[i].toFixed(3);
+      z.textContent = view.zNorms[i].toFixed(3);
+    }
+  }
+
+  /** The chart of every head's ‖M‖ and ‖z‖: redrawn once a second at most while reading. */
+  chart(run) {
+    const now = performance.now();
+    const ended = run.done || run.cancelled;
+    if (now - this.#charted < 1000 && this.#chartedEnd === ended) return;
+    [this.#charted, this.#chartedEnd] = [now, ended];
+    const { n_heads: heads, n_layers: layers } = run.info.config;
     const series = [];
     for (let i = 0; i < layers * heads; i++) {
       const hue = (360 * Math.floor(i / heads)) / layers;
@@ -111,20 +135,12 @@ export class MemoryPanel {
       series.push({ values: run.zNorms.map((v) => v[i]), colour: `hsl(${hue} 70% 70%)`, label: `‖z‖ L${Math.floor(i / heads)}H${i % heads}` });
     }
     lineChart(this.#chart, series, { yLabel: "‖M‖ (dark), ‖z‖ (light)", xUnit: "chunks read" });
-    this.#table.replaceChildren();
-    this.#table.insertRow().append(el("th", "", "head"), el("th", "", "‖M‖"), el("th", "", "‖z‖"));
-    for (let i = 0; i < layers * heads; i++) {
-      const row = this.#table.insertRow();
-      row.append(el("th", "", `L${Math.floor(i / heads)}H${i % heads}`));
-      row.insertCell().textContent = view.mNorms[i].toFixed(3);
-      row.insertCell().textContent = view.zNorms[i].toFixed(3);
-    }
   }
 
   #enlarge(i) {
     this.#enlarged = i;
     this.#dialog.showModal();
-    if (this.#drawn) this.draw(...this.#drawn);
+    if (this.#drawn) this.draw(this.#drawn[0], this.#drawn[1]);
     else this.#dialog.querySelector("figcaption").textContent = "nothing read yet";
   }
 

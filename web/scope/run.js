@@ -1,32 +1,20 @@
-// One reading of a text: the engine's sessions (memory on, and optionally off) and
-// everything the panels draw from, kept as numbers: per-segment losses and memory
-// shares, memory snapshots for scrubbing, token texts not yet shown. It touches no
-// DOM: the element hands each segment it records to its panels.
+// One reading of a text, as the page keeps it: the worker's reader streams segments
+// (scope/engine-worker.js), and this keeps everything the panels draw from, as
+// numbers: per-segment losses and memory shares, memory snapshots for scrubbing.
+// It touches no DOM: the element hands each segment it records to its panels.
 //
-// Data flows one way: text → WebEncoder (tokens) → Session (segments, layers) →
-// SegmentResult (taps) → Run.record → the panels.
+// Data flows one way: text → worker (tokens → segments → layers → taps) → Run.record
+// → the panels.
 
-import { Session } from "../infiniscope.js";
 import { mean, norm } from "./draw.js";
+import { call, listen } from "./engine.js";
 import { Rows } from "./exports.js";
 
-/** Characters handed to the tokenizer per step: a few milliseconds of work. */
-const CHUNK_CHARS = 16384;
-/** Aimed-for length of one reading step (a chunk of segments on the GPU). */
-const STEP_MS = 250;
 /** Memory snapshots (M and z after a segment) kept for scrubbing back. */
 export const SNAPSHOTS = 64;
-/** Token texts kept for the text panel before the oldest are forgotten. */
-const PIECES_KEPT = 8192;
-
-/** Yields to the event loop without the throttling setTimeout gets in hidden tabs. */
-export function nextTask() {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => resolve();
-    channel.port2.postMessage(null);
-  });
-}
+/** Characters per message when a text goes to the worker: no long task on either side. */
+const TEXT_CHUNK = 1 << 20;
+let runs = 0;
 
 /**
  * @typedef {object} SegmentDigest what one segment adds to the panels
@@ -44,24 +32,24 @@ export function nextTask() {
 
 export class Run {
   /**
-   * `loaded` = { model, info } (a WebModel and its parsed info); reads `text`, or the
-   * prepared `tokens` ({ ids, pieces, needle }: the passkey test) when given.
+   * `loaded` = { model, info } (a RemoteModel and its parsed info); reads `text`, or
+   * the prepared `tokens` ({ ids, pieces, needle }: the passkey test) when given.
    */
   constructor({ model, info }, { text = "", tokens = null, baseline = false }) {
     const { n_layers: layers, n_heads: heads } = info.config;
+    this.id = runs++;
     this.model = model;
     this.info = info;
     this.text = text;
     this.tokens = tokens;
-    this.session = new Session(model, true);
-    // Recall maps: Δz of every segment (d floats per head) and σ(Q) of recent ones.
-    this.session.keep_recall();
-    this.baseline = baseline ? new Session(model, false) : null;
+    this.baseline = baseline;
     this.tokensDone = 0;
     this.charsDone = 0;
     this.totalChars = tokens ? 0 : text.length;
     this.totalTokens = tokens ? tokens.ids.length : 0;
     this.tokensFed = 0;
+    /** Segments whose recall maps the worker keeps (it says with each step). */
+    this.recallSegments = 0;
     /** Sum over tokens of each head's memory share. */
     this.shareSum = new Float64Array(layers * heads);
     this.losses = [];
@@ -78,20 +66,18 @@ export class Run {
     this.headShares = new Rows(layers * heads);
     /** Token ids of each segment (for quoting a segment no longer shown). */
     this.segmentIds = [];
+    /** The token whose recall map was asked for last. */
+    this.selecting = null;
     /** The selected token's recall map, and the passkey needle's segment. */
     this.recall = null;
     this.needle = tokens?.needle ?? null;
-    /** Token texts not yet handed to the panels; `piecesBase` is the token index of pieces[0]. */
-    this.pieces = [];
-    this.piecesBase = 0;
     this.paused = false;
     this.cancelled = false;
     this.done = false;
     this.released = false;
-    this.perStep = 1;
-    this.wake = null;
     this.started = performance.now();
     this.pausedFor = 0;
+    this.pausedAt = 0;
     this.finished = null;
   }
 
@@ -105,77 +91,32 @@ export class Run {
   }
 
   async #read(segmentLimit, onSegment, onStep) {
-    const encoder = this.tokens ? null : this.model.encoder();
-    const text = this.text;
-    let offset = 0;
-    let ended = false;
-    const feed = (t) => {
-      this.pieces.push(...t.pieces);
-      const ids = t.ids;
-      t.free?.();
-      this.tokensFed += ids.length;
-      this.session.feed(ids);
-      this.baseline?.feed(ids);
-    };
+    const stream = listen(this.id, ({ segments, progress }) => {
+      if (this.cancelled) return;
+      Object.assign(this, progress);
+      for (const segment of segments) onSegment(this.#record(segment));
+      onStep();
+      call("drawn", { run: this.id });
+    });
     try {
-      if (this.tokens) feed(this.tokens);
-      let segments = 0;
-      while (!this.cancelled && segments < segmentLimit) {
-        if (this.paused) {
-          const began = performance.now();
-          await new Promise((resolve) => (this.wake = resolve));
-          this.pausedFor += performance.now() - began;
-          continue;
-        }
-        if (this.session.pending === 0) {
-          if (encoder && offset < text.length) {
-            let end = Math.min(text.length, offset + CHUNK_CHARS);
-            // Never split a surrogate pair (an emoji) between two pieces.
-            if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1])) end--;
-            feed(encoder.push(text.slice(offset, end)));
-            this.charsDone = offset = end;
-            if (offset === text.length) feed(encoder.finish());
-            await nextTask();
-            continue;
-          }
-          if (ended) break;
-          this.session.end_text();
-          this.baseline?.end_text();
-          ended = true;
-          continue;
-        }
-        // As many segments per step as the engine takes at once (a GPU chunk), sized
-        // so a step lasts about STEP_MS: fast devices read in big chunks, slow ones
-        // still redraw often. Each result is still one segment.
-        const most = Math.min(this.perStep, segmentLimit - segments);
-        const began = performance.now();
-        const results = await this.session.step(most);
-        const baselines = this.baseline ? await this.baseline.step(most) : [];
-        if (this.cancelled) break;
-        const took = performance.now() - began;
-        this.perStep = Math.max(1, Math.min(32, Math.round((this.perStep * STEP_MS) / Math.max(took, 1))));
-        results.forEach((result, i) => onSegment(this.#record(result, baselines[i] ?? null)));
-        // What the panels keep was copied out: the results' wasm memory goes now.
-        for (const result of [...results, ...baselines]) result.free();
-        segments += results.length;
-        onStep();
-        await nextTask();
+      // A long text goes over in pieces, a task each.
+      const text = this.tokens ? "" : this.text;
+      for (let at = 0; at < text.length; at += TEXT_CHUNK) {
+        await call("text", { run: this.id, piece: text.slice(at, at + TEXT_CHUNK) });
       }
-      if (!this.cancelled) this.done = ended;
+      const tokens = this.tokens && { ids: this.tokens.ids, pieces: this.tokens.pieces };
+      const { done } = await call("read", { base: this.model.base, run: this.id, tokens, baseline: this.baseline, segmentLimit: Number.isFinite(segmentLimit) ? segmentLimit : null });
+      this.done = done && !this.cancelled;
     } finally {
-      encoder?.free();
+      stream.close();
     }
     return this;
   }
 
   /** @returns {SegmentDigest} */
-  #record(result, baseline) {
+  #record({ index, ids, pieces, loss, baselineLoss, share, m, z, device, recovered }) {
     const { n_layers: layers, n_heads: heads, head_dim: d } = this.info.config;
-    const loss = result.loss;
-    const share = result.share;
-    const n = result.tokens.length;
-    const m = result.m;
-    const z = result.z;
+    const n = ids.length;
     const headShares = new Float32Array(layers * heads);
     for (let l = 0; l < layers; l++) {
       for (let t = 0; t < n; t++) {
@@ -199,52 +140,49 @@ export class Run {
       }
       this.mNorms.push(mNorms);
       this.zNorms.push(zNorms);
-      this.snapshots.push({ index: result.index, m, z, mNorms, zNorms });
+      this.snapshots.push({ index, m, z, mNorms, zNorms });
       if (this.snapshots.length > SNAPSHOTS) this.snapshots.shift();
     }
-    if (this.segmentIds.length < this.session.recall_segments) this.segmentIds.push(result.tokens);
+    // Only segments that still have recall maps (the engine's cap) are kept to quote.
+    if (this.segmentIds.length < this.recallSegments) this.segmentIds.push(ids);
     const segmentLoss = loss.length ? mean(loss) : NaN;
-    const baselineLoss = baseline && baseline.loss.length ? mean(baseline.loss) : NaN;
+    const baseline = baselineLoss && baselineLoss.length ? mean(baselineLoss) : NaN;
     this.losses.push(segmentLoss);
-    this.baselineLosses.push(baselineLoss);
+    this.baselineLosses.push(baseline);
     const first = this.tokensDone;
     this.tokensDone += n;
-    const pieces = this.pieces.slice(first - this.piecesBase, first + n - this.piecesBase);
-    // Forget the texts of tokens handed on: a long text is never held twice.
-    const handed = first + n - this.piecesBase;
-    if (handed > PIECES_KEPT) {
-      this.pieces.splice(0, handed);
-      this.piecesBase += handed;
-    }
-    return { index: result.index, first, pieces, loss, share, segmentLoss, baselineLoss, hasMemory, device: result.device, recovered: result.recovered };
+    return { index, first, pieces, loss, share, segmentLoss, baselineLoss: baseline, hasMemory, device, recovered };
   }
 
   pause() {
     this.paused = true;
+    this.pausedAt = performance.now();
+    call("pause", { run: this.id });
   }
 
   resume() {
+    if (!this.paused) return;
     this.paused = false;
-    this.wake?.();
+    this.pausedFor += performance.now() - this.pausedAt;
+    call("resume", { run: this.id });
   }
 
   /** Stops reading; resolves once the step in flight has ended. */
   async cancel() {
     if (!this.finished) return;
     this.cancelled = true;
-    this.wake?.();
+    call("cancel", { run: this.id });
     await this.finished.catch(() => {});
   }
 
   /**
-   * Frees the sessions (wasm memory, GPU buffers: wasm-bindgen objects are not
-   * garbage-collected); the numbers stay.
+   * Frees the worker's sessions (wasm memory, GPU buffers: wasm-bindgen objects are
+   * not garbage-collected); the numbers stay.
    */
   free() {
     if (this.released) return;
     this.released = true;
-    this.session.free();
-    this.baseline?.free();
+    call("free", { run: this.id });
   }
 
   /** Each head's mean memory share over the tokens read so far (0 before any). */
@@ -287,11 +225,11 @@ export class Run {
 
   /**
    * The recall map of token `token` ({ token, shares `[layer][head][j]`, layers,
-   * heads, segments, needle }); throws the engine's reason when it has none.
+   * heads, segments, needle }); rejects with the engine's reason when it has none.
    */
-  tokenRecall(token) {
+  async tokenRecall(token) {
     const { n_layers: layers, n_heads: heads } = this.info.config;
-    const shares = this.session.token_recall(token);
+    const shares = await call("recall", { run: this.id, token });
     return { token, shares, layers, heads, segments: shares.length / (layers * heads), needle: this.needle };
   }
 
@@ -299,10 +237,9 @@ export class Run {
   async generate(count, temperature, onPiece) {
     let text = "";
     for (let i = 0; i < count; i++) {
-      const piece = await this.session.generate(temperature);
+      const piece = await call("generate", { run: this.id, temperature });
       text += piece;
       onPiece(piece);
-      await nextTask();
     }
     return text;
   }

@@ -59,7 +59,8 @@ progress { width: 10em; accent-color: var(--accent); }
 .note:empty, .error:empty { display: none; }
 .grid { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: var(--gap); }
 .narrow .grid { grid-template-columns: minmax(0, 1fr); }
-section { background: var(--surface); border: 1px solid var(--line); border-radius: var(--radius); padding: 10px 12px; min-width: 0; }
+/* Containment: a panel's redraw lays out and paints that panel only. */
+section { background: var(--surface); border: 1px solid var(--line); border-radius: var(--radius); padding: 10px 12px; min-width: 0; contain: content; }
 section.wide { grid-column: 1 / -1; }
 section[hidden] { display: none; }
 .panel-head { display: flex; align-items: center; gap: .5em; margin-bottom: .4em; }
