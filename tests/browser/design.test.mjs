@@ -99,7 +99,7 @@ for (const scheme of ["light", "dark"]) {
   }
 }
 
-test("the theme reaches the canvases; the theme attribute, ::part() and the element's own width", async () => {
+test("the theme reaches the canvases; the theme attribute, ::part(), the element's own width, reduced motion", async () => {
   const page = await readAt(1280, "light");
   // A gate cell's colour is the sequential scale's: g = 0 would be the scale's middle
   // colour, which the theme sets; the memory heatmaps follow it too.
@@ -119,6 +119,12 @@ test("the theme reaches the canvases; the theme attribute, ::part() and the elem
   const dark = await corner();
   assert.ok(light.palest > 600 && dark.palest < light.palest - 150, `palest heatmap cell: light ${light.palest}, dark ${dark.palest}`);
   assert.notEqual(dark.gate, light.gate, "gate cells recoloured");
+  // A jumped-to segment flashes and fades; with prefers-reduced-motion it does not fade.
+  const fade = () => page.evaluate(() => getComputedStyle(document.querySelector("#scope").shadowRoot.querySelector(".text span")).transitionDuration);
+  assert.equal(await fade(), "0.6s");
+  await page.emulateMedia({ reducedMotion: "reduce" });
+  assert.equal(await fade(), "0s");
+  await page.emulateMedia({ reducedMotion: "no-preference" });
   // The page's theme button cycles auto → light → dark and remembers it.
   await page.click("#theme");
   await page.click("#theme");

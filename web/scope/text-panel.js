@@ -17,7 +17,8 @@ export class TextPanel {
   .text { max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12.5px/1.6 var(--font); padding: .4em; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); }
   .text span.seg { box-shadow: inset 2px 0 0 var(--muted); }
   .text span.selected { outline: 2px solid var(--accent); }
-  .text span.flash { background: var(--flash) !important; }
+  .text span { transition: background-color .6s ease-out; }
+  .text span.flash { background: var(--flash) !important; transition: none; }
   figure.recall { margin: .3em 0; }
   figure.recall canvas { width: 100%; height: 28px; display: block; cursor: pointer; }
   .controls { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: center; }`;
