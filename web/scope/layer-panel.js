@@ -12,28 +12,28 @@ const SVG_NS = "http://www.w3.org/2000/svg";
  */
 const BOXES = [
   { id: "input", x: 110, y: 4, w: 140, h: 26, label: "segment s: x (n × d_model)", formula: "The segment's n tokens (N at most) enter the layer: x, one row per token. Each layer reads the segments in order." },
-  { id: "qkv", x: 80, y: 46, w: 200, h: 26, label: "Q, K, V = RMSNorm(x) W_Q, W_K, W_V", formula: "Q, K, V ∈ R^{n×d} per head: the head's columns of RMSNorm(x)·W_Q, ·W_K, ·W_V." },
-  { id: "dot", x: 6, y: 96, w: 160, h: 40, label: "A_dot: local attention", formula: "A_dot = softmax(mask(RoPE(Q) RoPE(K)ᵀ / √d)) V — causal, within the segment only.", live: "local" },
-  { id: "mem", x: 194, y: 96, w: 160, h: 40, label: "A_mem: read the memory", formula: "A_mem = σ(Q) M_{s−1} / σ(Q) z_{s−1}, σ = ELU + 1; no position on Q. The first segment reads nothing (A_mem = 0).", live: "share" },
-  { id: "memory", x: 214, y: 152, w: 140, h: 40, label: "memory M (d×d), z (d)", formula: "M and z of this head: fixed size, f32, whatever the text's length. M_0 = 0, z_0 = 0.", live: "norms" },
-  { id: "gate", x: 40, y: 170, w: 160, h: 40, label: "A = g·A_mem + (1 − g)·A_dot", formula: "The gate g = sigmoid(β): one learned scalar per head. g → 1: the head reads memory; g → 0: only the segment.", live: "gate" },
-  { id: "out", x: 40, y: 226, w: 160, h: 26, label: "x ← x + [A_1 … A_H] W_O", formula: "The heads' outputs are joined and projected: O = [A_1 … A_H] W_O, added to x (residual)." },
-  { id: "mlp", x: 40, y: 268, w: 160, h: 26, label: "x ← x + MLP(RMSNorm(x))", formula: "A SwiGLU MLP per token, added to x: the layer's second residual line. Then the next layer." },
-  { id: "write", x: 214, y: 226, w: 140, h: 40, label: "write M_s, z_s", formula: "After the read: delta rule M_s = M_{s−1} + σ(K)ᵀ(V − σ(K) M_{s−1} / σ(K) z_{s−1}) (linear rule: + σ(K)ᵀV); z_s = z_{s−1} + Σ_t σ(K_t).", live: "segment" },
+  { id: "qkv", x: 70, y: 44, w: 220, h: 26, label: "Q, K, V = RMSNorm(x) W_Q, W_K, W_V", formula: "Q, K, V ∈ R^{n×d} per head: the head's columns of RMSNorm(x)·W_Q, ·W_K, ·W_V." },
+  { id: "dot", x: 10, y: 92, w: 150, h: 40, label: "A_dot: local attention", formula: "A_dot = softmax(mask(RoPE(Q) RoPE(K)ᵀ / √d)) V — causal, within the segment only.", live: "local" },
+  { id: "mem", x: 200, y: 92, w: 150, h: 40, label: "A_mem: read the memory", formula: "A_mem = σ(Q) M_{s−1} / σ(Q) z_{s−1}, σ = ELU + 1; no position on Q. The first segment reads nothing (A_mem = 0).", live: "share" },
+  { id: "memory", x: 220, y: 166, w: 130, h: 40, label: "memory M (d×d), z (d)", formula: "M and z of this head: fixed size, f32, whatever the text's length. M_0 = 0, z_0 = 0.", live: "norms" },
+  { id: "gate", x: 30, y: 160, w: 170, h: 40, label: "A = g·A_mem + (1 − g)·A_dot", formula: "The gate g = sigmoid(β): one learned scalar per head. g → 1: the head reads memory; g → 0: only the segment.", live: "gate" },
+  { id: "out", x: 30, y: 218, w: 170, h: 26, label: "x ← x + [A_1 … A_H] W_O", formula: "The heads' outputs are joined and projected: O = [A_1 … A_H] W_O, added to x (residual)." },
+  { id: "mlp", x: 30, y: 262, w: 170, h: 26, label: "x ← x + MLP(RMSNorm(x))", formula: "A SwiGLU MLP per token, added to x: the layer's second residual line. Then the next layer." },
+  { id: "write", x: 220, y: 240, w: 130, h: 40, label: "write M_s, z_s", formula: "After the read: delta rule M_s = M_{s−1} + σ(K)ᵀ(V − σ(K) M_{s−1} / σ(K) z_{s−1}) (linear rule: + σ(K)ᵀV); z_s = z_{s−1} + Σ_t σ(K_t).", live: "segment" },
 ];
 
-/** Arrows between boxes: [from x, from y, to x, to y], dashed when `later`. */
+/** Arrows between boxes as SVG paths, dashed when they happen after the segment's read. */
 const ARROWS = [
-  [180, 30, 180, 46],
-  [120, 72, 86, 96],
-  [240, 72, 274, 96],
-  [86, 136, 100, 170],
-  [274, 136, 180, 170],
-  [284, 152, 284, 136],
-  [120, 210, 120, 226],
-  [120, 252, 120, 268],
-  [280, 72, 330, 226, true],
-  [284, 226, 284, 192, true],
+  ["M180,30 V44"],
+  ["M130,70 L85,92"],
+  ["M230,70 L275,92"],
+  ["M85,132 L100,160"],
+  ["M240,132 L175,160"],
+  ["M285,166 V132"],
+  ["M115,200 V218"],
+  ["M115,244 V262"],
+  ["M290,57 H354 V260 H350", "later"],
+  ["M285,240 V206", "later"],
 ];
 
 export class LayerPanel {
@@ -49,8 +49,8 @@ export class LayerPanel {
   svg.layer g.box#box-gate rect { fill: color-mix(in srgb, var(--scale-positive) 16%, var(--bg)); }
   svg.layer text { font-size: 9.5px; fill: var(--ink); }
   svg.layer text.live { font-size: 9px; fill: var(--accent); font-variant-numeric: tabular-nums; }
-  svg.layer line { stroke: var(--muted); stroke-width: 1.2; marker-end: url(#arrow); }
-  svg.layer line.later { stroke-dasharray: 3 3; }
+  svg.layer > path { fill: none; stroke: var(--muted); stroke-width: 1.2; marker-end: url(#arrow); }
+  svg.layer > path.later { stroke-dasharray: 3 3; }
   svg.layer marker path { fill: var(--muted); }
   .formula { min-height: 2.8em; }`;
 
@@ -69,7 +69,7 @@ export class LayerPanel {
     marker.append(node("path", { d: "M0,0 L6,3 L0,6 z" }));
     defs.append(marker);
     svg.append(defs);
-    for (const [x1, y1, x2, y2, later] of ARROWS) svg.append(node("line", { x1, y1, x2, y2, class: later ? "later" : "" }));
+    for (const [d, later] of ARROWS) svg.append(node("path", { d, class: later ?? "" }));
     for (const box of BOXES) {
       const g = node("g", { class: "box", id: `box-${box.id}`, tabindex: 0, role: "img", "aria-label": `${box.label}: ${box.formula}` });
       g.append(node("rect", { x: box.x, y: box.y, width: box.w, height: box.h }));
