@@ -9,6 +9,7 @@
 // SegmentResult (taps) → a digest posted to the page.
 
 import init, { live_bytes, Session, WebModel } from "../infiniscope.js";
+import { nextTask } from "./tasks.js";
 
 /** Characters handed to the tokenizer per step: a few milliseconds of work. */
 const CHUNK_CHARS = 16384;
@@ -23,14 +24,6 @@ const models = new Map();
 /** Readings by run id, and the pieces of texts on their way to one. */
 const runs = new Map();
 const texts = new Map();
-
-function nextTask() {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => resolve();
-    channel.port2.postMessage(null);
-  });
-}
 
 /** One reading: the sessions (memory on, and off when asked), the tokenizer and the loop. */
 class Reader {

@@ -9,11 +9,14 @@
 import { mean, norm } from "./draw.js";
 import { call, listen } from "./engine.js";
 import { Rows } from "./exports.js";
+import { nextTask } from "./tasks.js";
 
 /** Memory snapshots (M and z after a segment) kept for scrubbing back. */
 export const SNAPSHOTS = 64;
 /** Characters per message when a text goes to the worker: no long task on either side. */
 const TEXT_CHUNK = 1 << 20;
+/** Milliseconds of segment handling before the main thread is let go for a task. */
+const TASK_MS = 12;
 let runs = 0;
 
 /**
@@ -91,12 +94,33 @@ export class Run {
   }
 
   async #read(segmentLimit, onSegment, onStep) {
-    const stream = listen(this.id, ({ segments, progress }) => {
+    // A step's segments (up to 32 on a fast device) are handed on a few per task, in
+    // order: one task for all of them would hold the main thread for a long while.
+    const queue = [];
+    let pumping = null;
+    const pump = async () => {
+      while (queue.length) {
+        const { segments, progress } = queue.shift();
+        let began = performance.now();
+        for (const segment of segments) {
+          if (this.cancelled) break;
+          onSegment(this.#record(segment));
+          if (performance.now() - began > TASK_MS) {
+            await nextTask();
+            began = performance.now();
+          }
+        }
+        Object.assign(this, progress);
+        onStep();
+        call("drawn", { run: this.id });
+      }
+      pumping = null;
+    };
+    const stream = listen(this.id, (message) => {
       if (this.cancelled) return;
-      Object.assign(this, progress);
-      for (const segment of segments) onSegment(this.#record(segment));
-      onStep();
-      call("drawn", { run: this.id });
+      queue.push(message);
+      // Started a microtask later, so that `pumping` is set before the pump can clear it.
+      pumping ??= Promise.resolve().then(pump);
     });
     try {
       // A long text goes over in pieces, a task each.
@@ -106,6 +130,7 @@ export class Run {
       }
       const tokens = this.tokens && { ids: this.tokens.ids, pieces: this.tokens.pieces };
       const { done } = await call("read", { base: this.model.base, run: this.id, tokens, baseline: this.baseline, segmentLimit: Number.isFinite(segmentLimit) ? segmentLimit : null });
+      await pumping;
       this.done = done && !this.cancelled;
     } finally {
       stream.close();
