@@ -31,6 +31,8 @@ export class TextPanel {
   #strip;
   #heads = 1;
   #palette;
+  /** A scroll to the end is due in the next frame. */
+  #following = false;
   #onSelect;
 
   /** `onSelect(token)`: a token was clicked or reached with the arrows; `onPick(j)`: a strip cell. */
@@ -97,7 +99,15 @@ export class TextPanel {
     const box = this.#box;
     box.append(fragment);
     while (box.childElementCount > SHOWN_TOKENS) box.firstElementChild.remove();
-    if ((first + n) % 512 < n) box.scrollTop = box.scrollHeight;
+    // Follows the reading every 512 tokens, in the next frame: reading scrollHeight
+    // now would lay out the whole text box inside this task.
+    if ((first + n) % 512 < n && !this.#following) {
+      this.#following = true;
+      requestAnimationFrame(() => {
+        this.#following = false;
+        box.scrollTop = box.scrollHeight;
+      });
+    }
   }
 
   retint(palette = this.#palette) {
