@@ -228,10 +228,13 @@ test("keyboard only: Tab reaches the gate grid (one stop), arrows move, Enter lo
   // One tab stop: Tab leaves the grid instead of walking its 16 cells.
   await page.keyboard.press("Tab");
   assert.notEqual((await focused()).tag, "td");
-  // Back to the text (Shift+Tab past the grid's one stop), then ← → select tokens.
-  await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".text").focus());
+  // Back to the text with Shift+Tab (past the grid's one stop), then ← selects tokens;
+  // the recall map comes from the worker a moment later.
+  for (let i = 0; i < 10 && (await focused()).cls !== "text"; i++) await page.keyboard.press("Shift+Tab");
+  assert.equal((await focused()).cls, "text");
   await page.keyboard.press("ArrowLeft");
   await page.keyboard.press("ArrowLeft");
+  await page.waitForFunction(() => /^token \d+ /.test(document.querySelector("#scope").shadowRoot.querySelector(".recall-info").textContent));
   const info = await page.textContent("#scope .recall-info");
   assert.match(info, /^token \d+ .*\(L1H1\)/, info);
   const focusStyle = await page.evaluate(() => getComputedStyle(document.querySelector("#scope").shadowRoot.querySelector(".text")).outlineStyle);
