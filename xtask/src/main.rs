@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         "bench" if std::env::args().nth(2).as_deref() == Some("--gpu-quick") => gpu_quick(),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md (about 100 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
+            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 125 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
             return ExitCode::from(2);
         }
     };
@@ -400,8 +400,10 @@ fn bench() -> Result<(), String> {
         // 5. the page in headless Chromium
         ("trunk", ".", vec!["build", "--skip-version-check"]),
         ("node", BROWSER_TESTS, vec!["bench.mjs", "512"]),
-        // the page's memory over ten runs, each cancelled and followed by a new text
+        // the page's memory over ten runs, each cancelled and followed by a new text:
+        // on WebGPU, and a million tokens on the CPU reference (RELIABILITY.md)
         ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "4096"]),
+        ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "100000", "cpu"]),
         // 6. passkey at 256K and 1M tokens
         (
             &cli,
