@@ -403,7 +403,11 @@ fn bench() -> Result<(), String> {
         // the page's memory over ten runs, each cancelled and followed by a new text:
         // on WebGPU, and a million tokens on the CPU reference (RELIABILITY.md)
         ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "4096"]),
-        ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "100000", "cpu"]),
+        (
+            "node",
+            BROWSER_TESTS,
+            vec!["soak.mjs", "10", "100000", "cpu"],
+        ),
         // 6. passkey at 256K and 1M tokens
         (
             &cli,
