@@ -113,19 +113,22 @@ class Reader {
     }
   }
 
-  /** What the page keeps of a segment: plain arrays, moved (not copied) to it. */
+  /**
+   * What the page keeps of a segment: the getters' arrays (each already a copy out of
+   * wasm memory, owning its buffer), moved to the page without a second copy.
+   */
   #digest(result, baseline) {
-    const ids = new Uint32Array(result.tokens);
+    const ids = result.tokens;
     const pieces = this.pieces.splice(0, ids.length);
     return {
       index: result.index,
       ids,
       pieces,
-      loss: new Float32Array(result.loss),
-      baselineLoss: baseline ? new Float32Array(baseline.loss) : null,
-      share: new Float32Array(result.share),
-      m: new Float32Array(result.m),
-      z: new Float32Array(result.z),
+      loss: result.loss,
+      baselineLoss: baseline ? baseline.loss : null,
+      share: result.share,
+      m: result.m,
+      z: result.z,
       device: result.device,
       recovered: result.recovered,
     };
@@ -161,7 +164,7 @@ function loaded(base) {
 
 /** What a loaded model tells the page once: its device, info, gates and head kinds. */
 function describe(model) {
-  return { device: model.device, note: model.note ?? null, info: model.info, gates: new Float32Array(model.gates()), kinds: model.head_kinds(), gpu: Boolean(self.navigator.gpu) };
+  return { device: model.device, note: model.note ?? null, info: model.info, gates: model.gates(), kinds: model.head_kinds(), gpu: Boolean(self.navigator.gpu) };
 }
 
 function reader(run) {
@@ -174,7 +177,7 @@ const OPS = {
   load: async ({ base, files }) => describe(await load(base, files)),
   passkey: ({ base, length, depth, key }) => {
     const hay = loaded(base).passkey(length, depth, key);
-    const value = { tokens: new Uint32Array(hay.tokens), pieces: hay.pieces, key: hay.key, answer_at: hay.answer_at, needle_at: hay.needle_at };
+    const value = { tokens: hay.tokens, pieces: hay.pieces, key: hay.key, answer_at: hay.answer_at, needle_at: hay.needle_at };
     hay.free();
     return value;
   },
@@ -209,11 +212,14 @@ const OPS = {
     r.ahead = Math.max(0, r.ahead - 1);
     r.resume();
   },
+  // Pause, resume and cancel of a reading that has ended (freed) do nothing.
   pause: ({ run }) => {
-    reader(run).paused = true;
+    const r = runs.get(run);
+    if (r) r.paused = true;
   },
   resume: ({ run }) => {
-    const r = reader(run);
+    const r = runs.get(run);
+    if (!r) return;
     r.paused = false;
     r.resume();
   },
@@ -227,7 +233,7 @@ const OPS = {
     runs.get(run)?.free();
     runs.delete(run);
   },
-  recall: ({ run, token }) => new Float32Array(reader(run).session.token_recall(token)),
+  recall: ({ run, token }) => reader(run).session.token_recall(token),
   generate: ({ run, temperature }) => reader(run).session.generate(temperature),
 };
 

@@ -2,7 +2,7 @@
 // share, for one head or the mean), segment starts marked; a selected token's
 // recall map above it. Tokens are text nodes only: pasted HTML stays text.
 
-import { el, legend, tint } from "./draw.js";
+import { el, legend, mean, tint } from "./draw.js";
 import { RecallStrip } from "./recall-strip.js";
 
 /** Tokens kept in the text panel (the text may be any length). */
@@ -194,8 +194,5 @@ export class TextPanel {
 }
 
 function pick(shares, head) {
-  if (head !== null) return shares[head];
-  let s = 0;
-  for (const v of shares) s += v;
-  return s / shares.length;
+  return head === null ? mean(shares) : shares[head];
 }
