@@ -6,7 +6,14 @@ import { el, legend, mean, tint } from "./draw.js";
 import { RecallStrip } from "./recall-strip.js";
 
 /** Tokens kept in the text panel (the text may be any length). */
-const SHOWN_TOKENS = 2000;
+const SHOWN_TOKENS = 2048;
+/**
+ * Tokens per block of the text box, closed at a segment's end. Each block is a
+ * paragraph of its own: a new segment lays out only the last one, the oldest goes
+ * whole, and blocks out of view are neither laid out nor painted
+ * (content-visibility); one paragraph of 2,000 spans took 70–90 ms a frame.
+ */
+const BLOCK_TOKENS = 256;
 const HINT = "Click a token (or focus the text and press ← →) to see which earlier segments its memory read draws on.";
 
 export class TextPanel {
@@ -15,6 +22,7 @@ export class TextPanel {
     "The text is read in segments (a thin mark starts each). For every token the memory share says how much of its attention came from memory: share = g·‖A_mem‖ / (g·‖A_mem‖ + (1 − g)·‖A_dot‖) per head, or the mean over heads. Darker = more memory. Hover a token for its loss and each head's share; click one (or use ← →) for its recall map: which earlier segments its memory read draws on: segment j's recall share w_j = σ(q)·Δz_j / σ(q)·z, what it wrote to the read's normaliser.";
   static css = `
   .text { max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12.5px/1.6 var(--font); padding: .4em; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); }
+  .text .block { content-visibility: auto; contain-intrinsic-size: auto 8em; }
   .text span.seg { box-shadow: inset 2px 0 0 var(--muted); }
   .text span.selected { outline: 2px solid var(--accent); }
   .text span { transition: background-color .6s ease-out; }
@@ -28,11 +36,15 @@ export class TextPanel {
   #recallInfo = el("figcaption", "info recall-info", HINT);
   #recallTable = el("table", "recall-table");
   #box = el("div", "text");
+  /** Every token span shown, in order, across the blocks. */
+  #spans = [];
   #strip;
   #heads = 1;
   #palette;
-  /** A scroll to the end is due in the next frame. */
+  /** A scroll to the end is due after the next frame. */
   #following = false;
+  /** The visitor has not scrolled away from the end of the text. */
+  #atEnd = true;
   #onSelect;
 
   /** `onSelect(token)`: a token was clicked or reached with the arrows; `onPick(j)`: a strip cell. */
@@ -53,6 +65,7 @@ export class TextPanel {
     this.#box.tabIndex = 0;
     this.#box.setAttribute("aria-label", "the text read, tinted by memory share; arrow keys select a token");
     this.#box.onkeydown = (e) => this.#key(e);
+    this.#box.onscroll = () => (this.#atEnd = this.#box.scrollTop + this.#box.clientHeight >= this.#box.scrollHeight - 24);
     body.append(controls, this.#tokenInfo, figure, this.#box);
   }
 
@@ -73,6 +86,8 @@ export class TextPanel {
 
   clear() {
     this.#box.replaceChildren();
+    this.#spans = [];
+    this.#atEnd = true;
     this.#strip.clear();
     this.#recallTable.replaceChildren();
     this.#recallInfo.textContent = HINT;
@@ -83,6 +98,9 @@ export class TextPanel {
     this.#palette = palette;
     const heads = this.#heads;
     const n = pieces.length;
+    const box = this.#box;
+    let block = box.lastElementChild;
+    if (!block || block.childElementCount >= BLOCK_TOKENS) block = box.appendChild(el("div", "block"));
     const fragment = document.createDocumentFragment();
     for (let t = 0; t < n; t++) {
       const span = document.createElement("span");
@@ -95,39 +113,43 @@ export class TextPanel {
       if (t === 0) span.className = "seg";
       tint(span, pick(shares, this.head), palette);
       fragment.append(span);
+      this.#spans.push(span);
     }
-    const box = this.#box;
-    box.append(fragment);
-    while (box.childElementCount > SHOWN_TOKENS) box.firstElementChild.remove();
-    // Follows the reading every 512 tokens, in the next frame: reading scrollHeight
-    // now would lay out the whole text box inside this task.
-    if ((first + n) % 512 < n && !this.#following) {
+    block.append(fragment);
+    while (this.#spans.length - box.firstElementChild.childElementCount >= SHOWN_TOKENS) {
+      this.#spans.splice(0, box.firstElementChild.childElementCount);
+      box.firstElementChild.remove();
+    }
+    // Follows the reading while the visitor stays at the end, once the frame has
+    // laid the box out: reading scrollHeight before it would force that layout
+    // inside this task (up to 25 ms measured).
+    if (this.#atEnd && !this.#following) {
       this.#following = true;
-      requestAnimationFrame(() => {
-        this.#following = false;
-        box.scrollTop = box.scrollHeight;
-      });
+      requestAnimationFrame(() =>
+        setTimeout(() => {
+          this.#following = false;
+          box.scrollTop = box.scrollHeight;
+        }),
+      );
     }
   }
 
   retint(palette = this.#palette) {
     this.#palette = palette;
     const head = this.head;
-    for (const span of this.#box.children) tint(span, pick(span.shares, head), palette);
+    for (const span of this.#spans) tint(span, pick(span.shares, head), palette);
   }
 
   /** Marks token `token` selected and scrolls it into view; returns its text (undefined when not shown). */
   select(token) {
     const box = this.#box;
     box.querySelector("span.selected")?.classList.remove("selected");
-    const first = box.firstElementChild?.token ?? 0;
-    const span = box.children[token - first];
+    const span = this.#spans[token - (this.#spans[0]?.token ?? 0)];
     if (!span) return undefined;
     span.classList.add("selected");
     // Into view inside the text panel only (scrollIntoView would move the page too).
-    if (span.offsetTop < box.scrollTop + box.offsetTop || span.offsetTop > box.scrollTop + box.offsetTop + box.clientHeight - 20) {
-      box.scrollTop = span.offsetTop - box.offsetTop - box.clientHeight / 2;
-    }
+    const top = this.#top(span);
+    if (top < box.scrollTop || top > box.scrollTop + box.clientHeight - 20) box.scrollTop = top - box.clientHeight / 2;
     return span.textContent;
   }
 
@@ -162,9 +184,9 @@ export class TextPanel {
   /** Scrolls to segment `j` and flashes it; false when it is no longer shown. */
   showSegment(j) {
     const box = this.#box;
-    const spans = [...box.children].filter((span) => span.segment === j);
+    const spans = this.#spans.filter((span) => span.segment === j);
     if (!spans.length) return false;
-    box.scrollTop = spans[0].offsetTop - box.offsetTop - 8;
+    box.scrollTop = this.#top(spans[0]) - 8;
     spans.forEach((span) => span.classList.add("flash"));
     setTimeout(() => spans.forEach((span) => span.classList.remove("flash")), 1200);
     return true;
@@ -172,6 +194,11 @@ export class TextPanel {
 
   say(text) {
     this.#recallInfo.textContent = text;
+  }
+
+  /** Where `span` starts in the text box's scrolled content, in CSS pixels. */
+  #top(span) {
+    return span.getBoundingClientRect().top - this.#box.getBoundingClientRect().top + this.#box.scrollTop;
   }
 
   #showToken(span) {
@@ -184,12 +211,13 @@ export class TextPanel {
   /** ← → move the selected token through the text panel. */
   #key(e) {
     if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
-    const box = this.#box;
-    if (!box.firstElementChild) return;
+    const spans = this.#spans;
+    if (!spans.length) return;
     e.preventDefault();
-    const current = box.querySelector("span.selected") ?? box.lastElementChild;
-    const next = (e.key === "ArrowLeft" ? current.previousElementSibling : current.nextElementSibling) ?? current;
-    this.#onSelect(next.token);
+    const first = spans[0].token;
+    const current = this.#box.querySelector("span.selected")?.token ?? spans.at(-1).token;
+    const next = Math.min(Math.max(current + (e.key === "ArrowLeft" ? -1 : 1), first), spans.at(-1).token);
+    this.#onSelect(next);
   }
 }
 
