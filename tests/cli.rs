@@ -226,7 +226,9 @@ const GOLDEN_TEXT: &str = "tests/fixtures/paradise-lost-12k.txt";
 /// Behaviour kept through refactors: `eval --json` of the shipped model on a fixed
 /// text (the first 12 KB of the sample) gives the numbers it gave when
 /// `tests/fixtures/eval-golden.json` was written (by the binary of commit 25b6c89),
-/// every number within 1e-6 (relative above 1).
+/// every number within 4e-6 (relative above 1): a few f32 roundings, as a product that
+/// sums in another order gives (faer's gemm in place of matrixmultiply moved a
+/// perplexity by 1.01e-6); a changed op moves them by far more.
 #[test]
 fn eval_matches_the_golden_numbers() {
     let out = Command::new(BIN)
@@ -248,7 +250,7 @@ fn assert_same(at: &str, got: &serde_json::Value, want: &serde_json::Value) {
         (Value::Number(g), Value::Number(w)) => {
             let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
             assert!(
-                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                (g - w).abs() <= 4e-6 * w.abs().max(1.0),
                 "{at}: {g} instead of {w}"
             );
         }

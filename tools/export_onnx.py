@@ -281,11 +281,13 @@ def segments(tokens, n):
     return out
 
 
-def check(folder, c, weights, exported, text_path, s, rule, memory_on):
+def check(folder, c, weights, exported, text_path, s, rule, memory_on, threads):
     """Runs the text chunk by chunk in onnxruntime, carrying M and z; returns a report
     shaped like `infiniscope eval --json` (tokens, loss, segments)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
     sessions = {}
 
     def session(lengths):
@@ -338,6 +340,8 @@ def main():
     parser.add_argument("--check", type=Path, metavar="TEXT_FILE",
                         help="run this text in onnxruntime and print per-segment losses")
     parser.add_argument("--json", type=Path, help="with --check: also write the report here")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="with --check: onnxruntime's intra-op threads (default: its own choice)")
     args = parser.parse_args()
     if args.out is None and args.check is None:
         parser.error("give --out, --check or both")
@@ -354,7 +358,8 @@ def main():
               f"{len(exported) / 2**20:.1f} MiB", file=sys.stderr)
         exported = str(args.out)  # the check reads the file back, as a user of it would
     if args.check:
-        report = check(args.model, c, weights, exported, args.check, args.segments, rule, memory_on)
+        report = check(args.model, c, weights, exported, args.check, args.segments, rule, memory_on,
+                       args.threads)
         for r in report["segments"]:
             loss = "-" if r["loss"] is None else f"{r['loss']:.6f}"
             print(f"segment {r['index']:>5} {r['tokens']:>4} tokens  loss {loss}")

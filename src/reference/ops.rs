@@ -3,25 +3,22 @@
 //! row-major, head `h` owning columns `h·d .. (h+1)·d`; a layer's memory M is
 //! `[head][i][j]` and z is `[head][i]`.
 
-use super::numerics::{dot, exp_nonpositive, gemm, lanes};
+use super::numerics::{dot, exp_nonpositive, gemm, lanes, product};
 use crate::taps::LayerMemory;
 use crate::UpdateRule;
+use multiversion::multiversion;
 
 /// Lower clamp of the memory read's denominator σ(q)·z (docs/DESIGN.md §1.3).
 pub const MEMORY_EPS: f32 = 1e-6;
 
 /// `a [m×k] · b [k×n]`.
 pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut c = vec![0.0; m * n];
-    gemm(m, k, n, (a, k, 1), (b, n, 1), (&mut c, n), false);
-    c
+    product(m, k, n, (a, k, 1), (b, n, 1))
 }
 
 /// `a [m×k] · bᵀ` where `b` is `[n×k]` (the tied output projection).
 pub fn matmul_bt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut c = vec![0.0; m * n];
-    gemm(m, k, n, (a, k, 1), (b, 1, k), (&mut c, n), false);
-    c
+    product(m, k, n, (a, k, 1), (b, 1, k))
 }
 
 pub fn embed(table: &[f32], tokens: &[u32], d_model: usize) -> Vec<f32> {
@@ -33,6 +30,7 @@ pub fn embed(table: &[f32], tokens: &[u32], d_model: usize) -> Vec<f32> {
 }
 
 /// y = x / √(mean(x²) + ε) · w, row by row.
+#[multiversion(targets = "simd")]
 pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let cols = w.len();
     let mut y = x.to_vec();
@@ -61,6 +59,7 @@ pub fn rotations(rows: usize, head_dim: usize, base: f32) -> Vec<(f32, f32)> {
 }
 
 /// [`rope`] with its rotations computed beforehand (for at least as many rows as `x`).
+#[multiversion(targets = "simd")]
 pub fn rotate(x: &[f32], rotations: &[(f32, f32)], n_heads: usize, head_dim: usize) -> Vec<f32> {
     let half = head_dim / 2;
     let mut y = x.to_vec();
@@ -80,6 +79,7 @@ pub fn rotate(x: &[f32], rotations: &[(f32, f32)], n_heads: usize, head_dim: usi
 }
 
 /// Causal softmax attention within the segment: A_dot = softmax(QKᵀ/√d) V.
+#[multiversion(targets = "simd")]
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, head_dim: usize) -> Vec<f32> {
     let dm = n_heads * head_dim;
     let n = q.len() / dm;
@@ -112,6 +112,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, head_dim: usiz
 }
 
 /// σ(x) = ELU(x) + 1: positive, so memory reads are convex mixtures of stored values.
+#[inline(always)]
 pub fn sigma(x: f32) -> f32 {
     if x > 0.0 {
         x + 1.0
@@ -122,6 +123,7 @@ pub fn sigma(x: f32) -> f32 {
 
 /// A_mem = σ(Q) M / (σ(Q) z) per head; exactly 0 where there is no memory yet.
 /// `q` is used without position encoding.
+#[multiversion(targets = "simd")]
 pub fn memory_read(
     q: &[f32],
     mem: &LayerMemory,
@@ -159,7 +161,8 @@ pub fn memory_read(
     out
 }
 
-/// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`.
+/// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`: any `d` columns of a
+/// matrix whose width is a multiple of `d`.
 pub(super) fn head_columns(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     let mut columns = Vec::with_capacity(x.len() / n_heads);
     for row in x.chunks_exact(n_heads * d) {
@@ -169,6 +172,7 @@ pub(super) fn head_columns(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec
 }
 
 /// σ of head `h`'s columns of `x`, as `[t][d]`.
+#[multiversion(targets = "simd")]
 fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     let mut columns = head_columns(x, h, n_heads, d);
     columns.iter_mut().for_each(|v| *v = sigma(*v));
@@ -177,6 +181,7 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
 
 /// Writes a segment into memory. Linear: M += σ(K)ᵀV. Delta: M += σ(K)ᵀ(V − σ(K)M/(σ(K)z)),
 /// so a binding already stored adds nothing. Both: z += Σ_t σ(K_t).
+#[multiversion(targets = "simd")]
 pub fn memory_write(
     k: &[f32],
     v: &[f32],
@@ -219,6 +224,7 @@ pub fn memory_write(
 
 /// A = g·A_mem + (1−g)·A_dot with g = sigmoid(β) per head; also returns each
 /// token's memory share per head, `[t][head]`.
+#[multiversion(targets = "simd")]
 pub fn gate_mix(
     a_mem: &[f32],
     a_dot: &[f32],
@@ -252,6 +258,7 @@ pub fn gate_mix(
 }
 
 /// SwiGLU's gating: silu(gate) · up, silu(g) = g · sigmoid(g).
+#[multiversion(targets = "simd")]
 pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter()
         .zip(up)
@@ -268,12 +275,14 @@ pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+#[multiversion(targets = "simd")]
 pub fn add(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
 /// Per position: cross-entropy against `targets` (for the first `targets.len()`
 /// positions) and the argmax (for all; ties go to the lowest id).
+#[multiversion(targets = "simd")]
 pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[u32]) -> (Vec<f32>, Vec<u32>) {
     let mut loss = Vec::with_capacity(targets.len());
     let mut argmax = Vec::new();

@@ -315,6 +315,7 @@ fn bench() -> Result<(), String> {
     ensure_lavapipe()?;
     ensure_web_tools()?;
     ensure_chromium()?;
+    ensure_python_packages()?;
     ensure_runtime_dir();
     run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
     std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
@@ -390,6 +391,8 @@ fn bench() -> Result<(), String> {
                 &gpu_series,
             ],
         ),
+        // the CPU reference against ONNX Runtime, 1 and 2 threads, interleaved
+        ("python3", ".", vec!["tools/peer_bench.py", "--rounds", "7"]),
         // 3. and 4. FLOP rates, time per op, dispatches and submissions
         (
             &cli,
