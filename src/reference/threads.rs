@@ -6,6 +6,7 @@
 /// more than a short call's work, and far more on a busy machine (a 16K-token passkey
 /// run of one segment per call, threaded, beside two training runs: 131 s of wall
 /// time for 7 s of CPU time, the threads waiting for cores).
+#[cfg(not(target_arch = "wasm32"))]
 const THREADED_ROWS: usize = 128;
 
 /// `[f(0), f(1), …, f(n − 1)]`, computed on every core when the call has `rows` ≥
