@@ -111,19 +111,20 @@ pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Examp
 }
 
 /// A passkey haystack of `length + 1` tokens whose needle lies in an earlier segment
-/// than the question, so the key can only be recalled through memory. Filler is the
-/// paper's repetitive text or a span of a novel, half and half.
+/// than the question, so the key can only be recalled through memory. Filler is a span
+/// of a novel (a share `prose` of haystacks) or the paper's repetitive text.
 pub fn passkey_example(
     corpus: &Corpus,
     tokenizer: &Tokenizer,
     rng: &mut impl Rng,
     length: usize,
     segment_len: usize,
+    prose: f64,
 ) -> Example {
-    let filler = if rng.random_bool(0.5) {
-        corpus.repetitive.clone()
-    } else {
+    let filler = if rng.random_bool(prose) {
         corpus.span(rng, length).to_vec()
+    } else {
+        corpus.repetitive.clone()
     };
     let total = length + 1;
     let last_segment_start = (total - passkey::DIGITS - 1) / segment_len * segment_len;

@@ -67,6 +67,10 @@ struct Args {
     /// Share of passkey haystacks among training sequences.
     #[arg(long, default_value_t = 0.5)]
     passkey_share: f64,
+    /// Share of haystacks whose filler is a span of a training novel rather than the
+    /// paper's repetitive text: prose writes far more distinct keys into memory.
+    #[arg(long, default_value_t = 0.5)]
+    prose_filler: f64,
     /// Tokens per optimizer step.
     #[arg(long, default_value_t = 4096)]
     step_tokens: usize,
@@ -251,7 +255,14 @@ fn train(args: &Args) -> Result<(), String> {
         let examples: Vec<Example> = (0..batch)
             .map(|_| {
                 if passkey_step {
-                    data::passkey_example(&corpus, &tokenizer, &mut rng, length, config.segment_len)
+                    data::passkey_example(
+                        &corpus,
+                        &tokenizer,
+                        &mut rng,
+                        length,
+                        config.segment_len,
+                        args.prose_filler,
+                    )
                 } else {
                     data::text_example(&corpus, &mut rng, length)
                 }
