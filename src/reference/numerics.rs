@@ -1,7 +1,6 @@
-//! The CPU reference's numeric kernels: strided products (faer's gemm natively,
-//! matrixmultiply in the page), folds in eight lanes and an exp of its own, so that
-//! the hot loops vectorize. Each computes exactly what its plain formula says; only
-//! the order of the sums differs.
+//! The CPU reference's numeric kernels: strided products on faer's gemm, folds in
+//! eight lanes and an exp of its own, so that the hot loops vectorize. Each computes
+//! exactly what its plain formula says; only the order of the sums differs.
 
 /// A matrix operand: a slice with its row and column strides, so that a head's columns
 /// of an activation or a transposed view can be used in place.
@@ -52,8 +51,9 @@ pub(super) fn product(m: usize, k: usize, n: usize, a: Strided, b: Strided) -> V
     c
 }
 
-/// The product itself, natively on faer's gemm (its kernels chosen for this CPU at run
-/// time), in the page on matrixmultiply. `c` must hold `extent(m, n, rsc, 1)` elements.
+/// The product itself on faer's gemm, whose kernels are chosen for this CPU at run time
+/// (AVX-512, AVX2+FMA or SSE natively; SIMD128 in the page). `c` must hold
+/// `extent(m, n, rsc, 1)` elements.
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
     m: usize,
@@ -68,51 +68,34 @@ unsafe fn kernel(
     assert!(a.0.len() >= extent(m, k, a.1, a.2));
     assert!(b.0.len() >= extent(k, n, b.1, b.2));
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        let parallelism = if m * k * n >= THREADED_MACS {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
-        // gemm's dst = α·dst + β·lhs·rhs, its strides column-first.
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c,
-            1,
-            rsc as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2 as isize,
-            a.1 as isize,
-            b.0.as_ptr(),
-            b.2 as isize,
-            b.1 as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    let parallelism = if m * k * n >= THREADED_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     #[cfg(target_arch = "wasm32")]
-    matrixmultiply::sgemm(
+    let parallelism = gemm::Parallelism::None;
+    // gemm's dst = α·dst + β·lhs·rhs, its strides column-first.
+    gemm::gemm(
         m,
-        k,
         n,
-        1.0,
-        a.0.as_ptr(),
-        a.1 as isize,
-        a.2 as isize,
-        b.0.as_ptr(),
-        b.1 as isize,
-        b.2 as isize,
-        if accumulate { 1.0 } else { 0.0 },
+        k,
         c,
-        rsc as isize,
         1,
+        rsc as isize,
+        accumulate,
+        a.0.as_ptr(),
+        a.2 as isize,
+        a.1 as isize,
+        b.0.as_ptr(),
+        b.2 as isize,
+        b.1 as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
     );
 }
 
