@@ -437,7 +437,7 @@ export class InfiniScope extends HTMLElement {
       const step = DRAWN.find((s, i) => this.#dirty.has(s) && i >= this.#cursor) ?? DRAWN.find((s) => this.#dirty.has(s));
       this.#dirty.delete(step);
       this.#cursor = (DRAWN.indexOf(step) + 1) % DRAWN.length;
-      this.#drawStep(step);
+      this.#drawStep(step, true);
     }
     if (this.#dirty.size && this.#visible) {
       this.#drawPending = true;
@@ -451,7 +451,8 @@ export class InfiniScope extends HTMLElement {
     this.#dirty.clear();
   }
 
-  #drawStep(step) {
+  /** One drawing; `budgeted`: a frame's share of it (#drawSome), else all of it. */
+  #drawStep(step, budgeted = false) {
     const run = this.#run;
     if (!run) return;
     if (step === "status") {
@@ -464,7 +465,10 @@ export class InfiniScope extends HTMLElement {
       this.#panels.footprint.draw(run.info, done);
       this.#panels.gates.update((i) => run.meanShare(i));
       this.#showLayer();
-    } else if (step === "memory") this.#panels.memory.draw(run, this.#palette);
+    } else if (step === "memory") {
+      // Four heads' heatmaps at a time, so that no frame waits for all sixteen.
+      if (!this.#panels.memory.draw(run, this.#palette, budgeted ? 4 : Infinity)) this.#dirty.add("memory");
+    }
     else if (step === "norms") this.#panels.memory.chart(run);
     else if (step === "loss") this.#panels.loss.draw(run, this.#palette);
   }

@@ -33,6 +33,8 @@ export class MemoryPanel {
   /** When the norms chart was drawn last (performance.now()), and whether the run had ended. */
   #charted = -Infinity;
   #chartedEnd = false;
+  /** What is being drawn, in pieces: its key (as #drawn's) and the next head to draw. */
+  #partial = null;
   /** What was drawn last: run, palette, snapshot, scrubbed segment, enlarged head, ended. */
   #drawn = null;
 
@@ -96,21 +98,31 @@ export class MemoryPanel {
     if (run.scrubbed === null) this.#scrub.value = this.#scrub.max;
   }
 
-  /** Draws the memory the run's view shows (the latest or the scrubbed snapshot). */
-  draw(run, palette) {
+  /**
+   * Draws the memory the run's view shows (the latest or the scrubbed snapshot), at
+   * most `most` heads' heatmaps in this call; returns whether all is drawn (else the
+   * next call goes on where this one stopped).
+   */
+  draw(run, palette, most = Infinity) {
     const view = run.memoryView();
     // Sixteen heatmaps are the costliest drawing here: only when what they
     // show changed (a new snapshot, a scrub, another theme, a head enlarged, the end).
     const key = view && [run, palette, view, run.scrubbed, this.#enlarged, run.done || run.cancelled];
-    if (!view || (this.#drawn && key.every((x, i) => x === this.#drawn[i]))) return;
-    this.#drawn = key;
+    const same = (drawn) => drawn && key.every((x, i) => x === drawn[i]);
+    if (!view || same(this.#drawn)) return true;
+    if (!same(this.#partial?.key)) this.#partial = { key, next: 0 };
     const { n_heads: heads, n_layers: layers, head_dim: d } = run.info.config;
     const figures = this.#heads.children;
-    for (let i = 0; i < layers * heads; i++) {
+    const from = this.#partial.next;
+    this.#partial.next = Math.min(layers * heads, from + most);
+    for (let i = from; i < this.#partial.next; i++) {
       const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
       const scale = drawHead(mCanvas, zCanvas, view, i, d, palette);
       mCanvas.title = `‖M‖ = ${view.mNorms[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
     }
+    if (this.#partial.next < layers * heads) return false;
+    this.#drawn = key;
+    this.#partial = null;
     if (this.#enlarged !== null) this.#drawEnlarged(run, view, palette);
     this.#info.textContent = scrubNote(run, view);
     this.#scrub.value = run.scrubbed ?? this.#scrub.max;
@@ -119,6 +131,7 @@ export class MemoryPanel {
       m.textContent = view.mNorms[i].toFixed(3);
       z.textContent = view.zNorms[i].toFixed(3);
     }
+    return true;
   }
 
   /** The chart of every head's ‖M‖ and ‖z‖: redrawn once a second at most while reading. */

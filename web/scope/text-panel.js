@@ -41,10 +41,16 @@ export class TextPanel {
   #strip;
   #heads = 1;
   #palette;
-  /** A scroll to the end is due after the next frame. */
-  #following = false;
-  /** The visitor has not scrolled away from the end of the text. */
-  #atEnd = true;
+  /**
+   * Follows the reading: told of each block's size once a frame has laid it out, it
+   * scrolls to the end if the view was at the end before the text grew (reading
+   * sizes outside such a callback would lay the box out then and there: up to 30 ms).
+   */
+  #observer = new ResizeObserver((entries) => this.#follow(entries));
+  /** Each block's height, as last observed. */
+  #heights = new Map();
+  /** The text's scrolled height when last followed, less the blocks dropped since. */
+  #end = 0;
   #onSelect;
 
   /** `onSelect(token)`: a token was clicked or reached with the arrows; `onPick(j)`: a strip cell. */
@@ -65,7 +71,6 @@ export class TextPanel {
     this.#box.tabIndex = 0;
     this.#box.setAttribute("aria-label", "the text read, tinted by memory share; arrow keys select a token");
     this.#box.onkeydown = (e) => this.#key(e);
-    this.#box.onscroll = () => (this.#atEnd = this.#box.scrollTop + this.#box.clientHeight >= this.#box.scrollHeight - 24);
     body.append(controls, this.#tokenInfo, figure, this.#box);
   }
 
@@ -87,7 +92,9 @@ export class TextPanel {
   clear() {
     this.#box.replaceChildren();
     this.#spans = [];
-    this.#atEnd = true;
+    this.#observer.disconnect();
+    this.#heights.clear();
+    this.#end = 0;
     this.#strip.clear();
     this.#recallTable.replaceChildren();
     this.#recallInfo.textContent = HINT;
@@ -100,7 +107,10 @@ export class TextPanel {
     const n = pieces.length;
     const box = this.#box;
     let block = box.lastElementChild;
-    if (!block || block.childElementCount >= BLOCK_TOKENS) block = box.appendChild(el("div", "block"));
+    if (!block || block.childElementCount >= BLOCK_TOKENS) {
+      block = box.appendChild(el("div", "block"));
+      this.#observer.observe(block);
+    }
     const fragment = document.createDocumentFragment();
     for (let t = 0; t < n; t++) {
       const span = document.createElement("span");
@@ -117,21 +127,20 @@ export class TextPanel {
     }
     block.append(fragment);
     while (this.#spans.length - box.firstElementChild.childElementCount >= SHOWN_TOKENS) {
-      this.#spans.splice(0, box.firstElementChild.childElementCount);
-      box.firstElementChild.remove();
+      const first = box.firstElementChild;
+      this.#spans.splice(0, first.childElementCount);
+      this.#end -= this.#heights.get(first) ?? 0;
+      this.#heights.delete(first);
+      this.#observer.unobserve(first);
+      first.remove();
     }
-    // Follows the reading while the visitor stays at the end, once the frame has
-    // laid the box out: reading scrollHeight before it would force that layout
-    // inside this task (up to 25 ms measured).
-    if (this.#atEnd && !this.#following) {
-      this.#following = true;
-      requestAnimationFrame(() =>
-        setTimeout(() => {
-          this.#following = false;
-          box.scrollTop = box.scrollHeight;
-        }),
-      );
-    }
+  }
+
+  #follow(entries) {
+    for (const entry of entries) if (entry.target.isConnected) this.#heights.set(entry.target, entry.borderBoxSize[0].blockSize);
+    const box = this.#box;
+    if (box.scrollTop + box.clientHeight >= this.#end - 24) box.scrollTop = box.scrollHeight;
+    this.#end = box.scrollHeight;
   }
 
   retint(palette = this.#palette) {
