@@ -74,11 +74,9 @@ test("a binary file is refused with a message", async () => {
 
 /**
  * Reads `segments` segments of a 50 MB text on `page`: segments keep coming, the page
- * answers input, the total is estimated, and once the first segments have built the
- * panels no script on the main thread runs over 50 ms (the engine reads in a worker;
- * the main thread only draws). Tasks over 50 ms with their frame's layout and paint
- * are printed, not judged: on this 2-core machine they were 0 in three idle runs and
- * 1–2 (53–98 ms) in three others, so an assertion would fail by chance.
+ * answers input, the total is estimated, no script on the main thread runs over 50 ms
+ * from segment 2 on, and no task at all (its frame's layout and paint included) from
+ * segment 8 on: the engine reads in a worker; the main thread only draws.
  */
 async function fiftyMegabytes(page, segments) {
   await page.evaluate(() => {
@@ -87,12 +85,15 @@ async function fiftyMegabytes(page, segments) {
   });
   await page.evaluate(() => {
     const scope = document.querySelector("#scope");
-    window.__long = { tasks: [], scripts: [], from: Infinity };
-    scope.addEventListener("segment", (e) => e.detail.index === 2 && (window.__long.from = performance.now()));
+    window.__long = { tasks: [], scripts: [], from: Infinity, scriptsFrom: Infinity };
+    // From segment 8 on: the first frames build the panels and run their code cold
+    // (measured 50-120 ms on this machine, JIT and a first GC included).
+    scope.addEventListener("segment", (e) => e.detail.index === 8 && (window.__long.from = performance.now()));
+    scope.addEventListener("segment", (e) => e.detail.index === 2 && (window.__long.scriptsFrom = performance.now()));
     new PerformanceObserver((list) => window.__long.tasks.push(...list.getEntries().map((e) => ({ ms: Math.round(e.duration), after: e.startTime > window.__long.from })))).observe({ type: "longtask" });
     new PerformanceObserver((list) => {
       for (const frame of list.getEntries()) {
-        for (const script of frame.scripts) if (script.startTime > window.__long.from) window.__long.scripts.push({ ms: Math.round(script.duration), invoker: script.invoker });
+        for (const script of frame.scripts) if (script.startTime > window.__long.scriptsFrom) window.__long.scripts.push({ ms: Math.round(script.duration), invoker: script.invoker });
       }
     }).observe({ type: "long-animation-frame" });
     scope.run();
@@ -107,13 +108,14 @@ async function fiftyMegabytes(page, segments) {
   const device = await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".device").textContent);
   const longest = Math.max(0, ...scripts.map((s) => s.ms));
   const after = tasks.filter((t) => t.after).map((t) => t.ms);
-  console.log(`${device}: ${segments} segments; tasks over 50 ms from segment 2 on: ${after.length} [${after}] (before it: [${tasks.filter((t) => !t.after).map((t) => t.ms)}]); longest script in a long frame ${longest} ms`);
+  console.log(`${device}: ${segments} segments; tasks over 50 ms from segment 8 on: ${after.length} [${after}] (before it: [${tasks.filter((t) => !t.after).map((t) => t.ms)}]); longest script in a long frame ${longest} ms`);
   await page.evaluate(() => document.querySelector("#scope").cancel());
   assert.deepEqual(scripts.filter((s) => s.ms > 50), [], "no script over 50 ms on the main thread");
+  assert.deepEqual(after, [], "no main-thread task over 50 ms, rendering included");
 }
 
 test("a 50 MB text streams on WebGPU: segments keep coming and no main-thread script runs over 50 ms", async () => {
-  await fiftyMegabytes(page, 24);
+  await fiftyMegabytes(page, 32);
 });
 
 test("a 50 MB text streams on the CPU reference too, and no main-thread script runs over 50 ms", async () => {
