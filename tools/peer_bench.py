@@ -7,7 +7,7 @@ interleaved, reference then onnxruntime, round after round, so that a shared mac
 slow minutes fall on both; each engine's tokens/s counts time in the engine only
 (`infiniscope long --cpu`; onnxruntime's session.run, from tools/export_onnx.py
 --check). Prints a Markdown table of medians and ratios, and the mean loss each
-engine read (they must agree).
+engine read (it stops if they differ by more than 2e-4).
 
 Usage:
   python3 tools/peer_bench.py [--model models/infini-tiny] [--text samples/paradise-lost.txt]
@@ -74,6 +74,9 @@ def main():
                 ref_rate, losses["reference"] = reference(args.cli, args.model, str(text), tokens, threads)
                 rates["reference"].append(ref_rate)
                 rates["onnxruntime"].append(ort_rate)
+            if abs(losses["reference"] - losses["onnxruntime"]) > 2e-4:
+                sys.exit(f"the engines disagree: mean loss {losses['reference']} (reference) "
+                         f"against {losses['onnxruntime']} (onnxruntime)")
             rows.append((threads, tokens, rates, losses))
     rel = lambda p: os.path.relpath(p, Path.cwd())
     print(f"model {rel(args.model)}; text: the first {args.chars:,} characters of {rel(args.text)}; "

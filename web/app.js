@@ -94,8 +94,7 @@ const SHOWN_CHARACTERS = 50_000;
 
 /** Hands text to the element; a very long text is not put whole into the text box. */
 function useText(text, origin) {
-  const limit = SHOWN_CHARACTERS;
-  $("text").value = text.length > limit ? `${text.slice(0, limit)}\n… (${origin}: ${text.length.toLocaleString("en")} characters, shown in part; all of it is read)` : text;
+  $("text").value = text.length > SHOWN_CHARACTERS ? `${text.slice(0, SHOWN_CHARACTERS)}\n… (${origin}: ${text.length.toLocaleString("en")} characters, shown in part; all of it is read)` : text;
   shown = $("text").value;
   scope.text = text;
   say($("input-message"), `${origin}: ${text.length.toLocaleString("en")} characters`);

@@ -161,8 +161,7 @@ pub fn memory_read(
     out
 }
 
-/// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`: any `d` columns of a
-/// matrix whose width is a multiple of `d`.
+/// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`.
 pub(super) fn head_columns(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     let mut columns = Vec::with_capacity(x.len() / n_heads);
     for row in x.chunks_exact(n_heads * d) {
