@@ -47,6 +47,12 @@ pub struct Config {
     pub norm_eps: f32,
     /// Tokens per training sequence (informative: the engine streams any length).
     pub train_context: usize,
+    /// A variant beyond the paper (docs/DESIGN.md §8): the memory's keys are
+    /// K̃_t = a ⊙ K_t + b ⊙ K_{t−1} inside each segment (a learned width-2 causal
+    /// convolution, `layers.{l}.key_shift` = [a; b]), so what a token writes can carry
+    /// the token before it. Off (the paper's model) unless config.json says true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_shift: bool,
 }
 
 impl Config {
@@ -130,7 +136,8 @@ impl Config {
         let per_layer = mul(mul(4, d)?, d)?
             .checked_add(self.n_heads)?
             .checked_add(mul(2, d)?)?
-            .checked_add(mul(mul(3, d)?, self.mlp_hidden)?)?;
+            .checked_add(mul(mul(3, d)?, self.mlp_hidden)?)?
+            .checked_add(if self.key_shift { mul(2, d)? } else { 0 })?;
         mul(self.vocab_size, d)?
             .checked_add(mul(self.n_layers, per_layer)?)?
             .checked_add(d)

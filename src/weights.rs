@@ -24,6 +24,9 @@ pub struct LayerWeights {
     pub w_gate: Vec<f32>,
     pub w_up: Vec<f32>,
     pub w_down: Vec<f32>,
+    /// `[2, d_model]`: a and b of the memory keys' shift K̃_t = a ⊙ K_t + b ⊙ K_{t−1},
+    /// present only in models whose config sets `key_shift`.
+    pub key_shift: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -54,9 +57,13 @@ const LAYER_TENSORS: [&str; 10] = [
     "w_down",
 ];
 
+/// The variant's one extra tensor per layer (`Config::key_shift`).
+const KEY_SHIFT: &str = "key_shift";
+
 fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
     let (d, f) = (config.d_model, config.mlp_hidden);
     match name {
+        KEY_SHIFT => vec![2, d],
         "attn_norm" | "mlp_norm" => vec![d],
         "wq" | "wk" | "wv" | "wo" => vec![d, d],
         "beta" => vec![config.n_heads],
@@ -70,7 +77,8 @@ fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
 pub fn tensor_specs(config: &Config) -> Vec<(String, Vec<usize>)> {
     let mut specs = vec![("embed".to_string(), vec![config.vocab_size, config.d_model])];
     for l in 0..config.n_layers {
-        for name in LAYER_TENSORS {
+        let shift = config.key_shift.then_some(KEY_SHIFT);
+        for name in LAYER_TENSORS.into_iter().chain(shift) {
             specs.push((format!("layers.{l}.{name}"), layer_shape(config, name)));
         }
     }
@@ -91,12 +99,20 @@ impl LayerWeights {
             "w_gate" => &self.w_gate,
             "w_up" => &self.w_up,
             "w_down" => &self.w_down,
+            KEY_SHIFT => self
+                .key_shift
+                .as_ref()
+                .expect("key_shift is listed only for models that have it"),
             _ => unreachable!("{name} is not in LAYER_TENSORS"),
         }
     }
 
-    /// Builds a layer by asking `take` for each tensor by its short name.
-    fn build(mut take: impl FnMut(&str) -> Result<Vec<f32>, Error>) -> Result<Self, Error> {
+    /// Builds a layer by asking `take` for each tensor by its short name (and for
+    /// `key_shift` when the model has one).
+    fn build(
+        key_shift: bool,
+        mut take: impl FnMut(&str) -> Result<Vec<f32>, Error>,
+    ) -> Result<Self, Error> {
         Ok(Self {
             attn_norm: take("attn_norm")?,
             wq: take("wq")?,
@@ -108,6 +124,7 @@ impl LayerWeights {
             w_gate: take("w_gate")?,
             w_up: take("w_up")?,
             w_down: take("w_down")?,
+            key_shift: key_shift.then(|| take(KEY_SHIFT)).transpose()?,
         })
     }
 }
@@ -292,7 +309,7 @@ impl Weights {
         let embed = read("embed", &shape_of("embed").unwrap())?;
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
-            layers.push(LayerWeights::build(|short| {
+            layers.push(LayerWeights::build(config.key_shift, |short| {
                 let name = format!("layers.{l}.{short}");
                 read(&name, &shape_of(&name).unwrap())
             })?);
@@ -360,6 +377,14 @@ impl Weights {
                 w_gate: uniform(d * f, fan(d)),
                 w_up: uniform(d * f, fan(d)),
                 w_down: uniform(f * d, fan(f)),
+                // a near 1 and b near 0.5: a test model's shift visibly mixes tokens.
+                key_shift: config.key_shift.then(|| {
+                    let mut shift = uniform(2 * d, 0.25);
+                    for (i, x) in shift.iter_mut().enumerate() {
+                        *x += if i < d { 1.0 } else { 0.5 };
+                    }
+                    shift
+                }),
             })
             .collect();
         Self {

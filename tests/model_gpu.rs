@@ -10,7 +10,7 @@ use infiniscope::engine::Engine;
 use infiniscope::gpu::{GpuEngine, GpuModel};
 use infiniscope::reference::Reference;
 use infiniscope::taps::{Segment, SegmentOutput, Taps};
-use infiniscope::{MemoryMode, Model, RunOptions, UpdateRule};
+use infiniscope::{Config, MemoryMode, Model, RunOptions, UpdateRule};
 
 fn engines(model: &Arc<Model>, options: RunOptions) -> (Reference, GpuEngine) {
     let shared = GpuModel::upload(gpu(), Arc::clone(model)).expect("upload");
@@ -39,8 +39,9 @@ fn assert_recall_close(at: &str, model: &Model, got: &SegmentOutput, want: &Segm
     assert_close(&format!("{at}: Δz"), &g.delta_z, &w.delta_z, 1e-4);
 }
 
-fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
-    let model = model(odd_config(rule), 3);
+fn compare_over_text(config: Config, memory: MemoryMode) {
+    let rule = config.update_rule;
+    let model = model(config, 3);
     let c = &model.config;
     let tokens = random_tokens(9 * c.segment_len + 5, c.vocab_size, 4);
     let segments = segments_of(&tokens, c.segment_len);
@@ -127,17 +128,31 @@ fn compare_over_text(rule: UpdateRule, memory: MemoryMode) {
 
 #[test]
 fn gpu_matches_cpu_over_ten_segments_delta_rule() {
-    compare_over_text(UpdateRule::Delta, MemoryMode::On);
+    compare_over_text(odd_config(UpdateRule::Delta), MemoryMode::On);
 }
 
 #[test]
 fn gpu_matches_cpu_over_ten_segments_linear_rule() {
-    compare_over_text(UpdateRule::Linear, MemoryMode::On);
+    compare_over_text(odd_config(UpdateRule::Linear), MemoryMode::On);
 }
 
 #[test]
 fn gpu_matches_cpu_with_memory_off() {
-    compare_over_text(UpdateRule::Delta, MemoryMode::Off);
+    compare_over_text(odd_config(UpdateRule::Delta), MemoryMode::Off);
+}
+
+/// The key-shift variant (beyond the paper): memory keys mixed with the token before.
+fn key_shift(rule: UpdateRule) -> Config {
+    Config {
+        key_shift: true,
+        ..odd_config(rule)
+    }
+}
+
+#[test]
+fn gpu_matches_cpu_with_shifted_keys() {
+    compare_over_text(key_shift(UpdateRule::Delta), MemoryMode::On);
+    compare_over_text(key_shift(UpdateRule::Linear), MemoryMode::On);
 }
 
 #[test]
@@ -265,8 +280,9 @@ fn chunked(model: &Arc<Model>, chunk: usize) -> GpuEngine {
 /// Chunked prefill: segments run several at a time (chunks of uneven sizes, the
 /// text's last short segment alone) give the CPU reference's numbers segment by
 /// segment, and M, z after each chunk.
-fn chunks_match_cpu(rule: UpdateRule) {
-    let model = model(odd_config(rule), 5);
+fn chunks_match_cpu(config: Config) {
+    let rule = config.update_rule;
+    let model = model(config, 5);
     let c = &model.config;
     let tokens = random_tokens(11 * c.segment_len + 5, c.vocab_size, 6);
     let segments = segments_of(&tokens, c.segment_len);
@@ -329,12 +345,17 @@ fn chunks_match_cpu(rule: UpdateRule) {
 
 #[test]
 fn chunks_match_cpu_delta_rule() {
-    chunks_match_cpu(UpdateRule::Delta);
+    chunks_match_cpu(odd_config(UpdateRule::Delta));
 }
 
 #[test]
 fn chunks_match_cpu_linear_rule() {
-    chunks_match_cpu(UpdateRule::Linear);
+    chunks_match_cpu(odd_config(UpdateRule::Linear));
+}
+
+#[test]
+fn chunks_match_cpu_with_shifted_keys() {
+    chunks_match_cpu(key_shift(UpdateRule::Delta));
 }
 
 #[test]

@@ -144,6 +144,48 @@ fn delta_write_leaves_memory_unchanged_when_the_binding_exists() {
     assert_ne!(linear.m, before.m);
 }
 
+/// The key-shift variant's keys: K̃_t = a ⊙ K_t + b ⊙ K_{t−1}, with nothing from
+/// before a segment's first row.
+#[test]
+fn key_shift_mixes_in_the_token_before_within_a_segment() {
+    // d_model 2; four rows in two segments, starting at rows 0 and 3; a = [2, 1], b = [0.5, −1].
+    let k = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+    let got = cpu::key_shift(&k, &[2.0, 1.0, 0.5, -1.0], &[0, 3]);
+    assert_eq!(got, [2.0, 2.0, 6.5, 2.0, 11.5, 2.0, 14.0, 8.0]);
+}
+
+/// With a = 1 and b = 0 the variant is the paper's model, bit for bit.
+#[test]
+fn unshifted_keys_read_as_the_papers_model() {
+    let config = odd_config(UpdateRule::Delta);
+    let d = config.d_model;
+    // The paper's weights with the shift [a; b] added.
+    let shifted = |b: f32| {
+        let mut model = Model::random(config.clone(), 31, common::TRAINING_TEXT).unwrap();
+        model.config.key_shift = true;
+        for layer in &mut model.weights.layers {
+            layer.key_shift = Some([vec![1.0; d], vec![b; d]].concat());
+        }
+        Arc::new(model)
+    };
+    let tokens = random_tokens(5 * config.segment_len + 3, config.vocab_size, 32);
+    let options = RunOptions::for_config(&config);
+    let want = run_all(&model(config.clone(), 31), options, &tokens);
+    let got = run_all(&shifted(0.0), options, &tokens);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.logits, w.logits, "segment logits");
+        assert_eq!(g.memory, w.memory, "M and z");
+    }
+    // And a shift changes what memory holds, hence later segments' logits.
+    let got = run_all(&shifted(0.5), options, &tokens);
+    assert_eq!(
+        got[0].logits, want[0].logits,
+        "the first segment reads no memory"
+    );
+    assert_ne!(got[4].logits, want[4].logits);
+}
+
 #[test]
 fn gate_zero_is_pure_local_attention() {
     let mut config = odd_config(UpdateRule::Delta);

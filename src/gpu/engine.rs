@@ -27,6 +27,8 @@ struct LayerBuffers {
     w_gate: wgpu::Buffer,
     w_up: wgpu::Buffer,
     w_down: wgpu::Buffer,
+    /// `[2][D]`: a key-shift model's [a; b] (`Config::key_shift`).
+    key_shift: Option<wgpu::Buffer>,
 }
 
 /// Largest head_dim the memory kernel takes: its 64 invocations tile M in 8 × 8
@@ -76,6 +78,7 @@ impl GpuModel {
                     w_gate: up("w_gate", &layer.w_gate),
                     w_up: up("w_up", &layer.w_up),
                     w_down: up("w_down", &layer.w_down),
+                    key_shift: layer.key_shift.as_ref().map(|s| up("key_shift", s)),
                 }
             })
             .collect();
@@ -125,9 +128,12 @@ struct Activations {
     /// `[R][D]`: RMSNorm(x), the input of the attention and MLP blocks.
     xn: wgpu::Buffer,
     /// `[R][D]` each: the projections; Q and K become σ(Q), σ(K) in the memory op.
+    /// In a key-shift model K holds the memory's keys K̃ …
     q: wgpu::Buffer,
     k: wgpu::Buffer,
     v: wgpu::Buffer,
+    /// … `[R][D]`, and this K itself, which the local attention reads.
+    k_unshifted: Option<wgpu::Buffer>,
     /// `[R][D]` each: RoPE(Q), RoPE(K) for the local attention.
     q_rope: wgpu::Buffer,
     k_rope: wgpu::Buffer,
@@ -213,6 +219,7 @@ impl GpuEngine {
             q: float_buf("q", n * dm),
             k: float_buf("k", n * dm),
             v: float_buf("v", n * dm),
+            k_unshifted: c.key_shift.then(|| float_buf("k_unshifted", n * dm)),
             q_rope: float_buf("q_rope", n * dm),
             k_rope: float_buf("k_rope", n * dm),
             probs: float_buf("probs", chunk * c.n_heads * c.segment_len * c.segment_len),
@@ -318,10 +325,14 @@ impl GpuEngine {
             };
             rec.rmsnorm(&act.x, &w.attn_norm, &act.xn, rows, dm, c.norm_eps);
             rec.matmul(&act.xn, &w.wq, q, rows, dm, dm);
-            rec.matmul(&act.xn, &w.wk, k, rows, dm, dm);
+            let k_proj = act.k_unshifted.as_ref().unwrap_or(k);
+            rec.matmul(&act.xn, &w.wk, k_proj, rows, dm, dm);
             rec.matmul(&act.xn, &w.wv, &act.v, rows, dm, dm);
             rec.rope(q, &act.q_rope, heads, c.rope_base);
-            rec.rope(k, &act.k_rope, heads, c.rope_base);
+            rec.rope(k_proj, &act.k_rope, heads, c.rope_base);
+            if let Some(shift) = &w.key_shift {
+                rec.key_shift(k_proj, shift, k, heads.n, rows, dm);
+            }
             let local = AttentionBindings {
                 q: &act.q_rope,
                 k: &act.k_rope,

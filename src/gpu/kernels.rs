@@ -27,6 +27,8 @@ pub enum Op {
     MatmulVec4,
     MatmulBtVec4,
     Rope,
+    /// The key-shift variant's memory keys (`Config::key_shift`).
+    KeyShift,
     AttentionScores,
     AttentionSoftmax,
     AttentionValues,
@@ -97,6 +99,7 @@ impl Op {
                 )
             },
             Op::Rope => spec(shader!("rope"), "main", &[Read, ReadWrite]),
+            Op::KeyShift => spec(shader!("key_shift"), "main", &[Read, Read, ReadWrite]),
             Op::AttentionScores => spec(
                 shader!("attention"),
                 "scores",
@@ -185,6 +188,7 @@ params!(
     MatmulParams in "matmul", "matmul_vec4" { m: u32, k: u32, n: u32 }
 );
 params!(RopeParams in "rope" { n: u32, n_heads: u32, head_dim: u32, base: f32, segments: u32 });
+params!(KeyShiftParams in "key_shift" { n: u32, d_model: u32, rows: u32 });
 params!(AttentionParams in "attention" { n: u32, n_heads: u32, head_dim: u32, scale: f32, segments: u32 });
 params!(SigmaParams in "sigma_apply" { len: u32 });
 params!(
@@ -667,6 +671,29 @@ impl<'a> Recorder<'a> {
         self.dispatch(Op::Rope, params, &[x, y], groups(count, 64));
     }
 
+    /// out = a ⊙ K_t + b ⊙ K_{t−1} inside each segment of `n` rows: `k` and `out`
+    /// `[rows][d_model]`, `shift` `[2][d_model]` = [a; b].
+    pub fn key_shift(
+        &mut self,
+        k: &'a wgpu::Buffer,
+        shift: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+        n: usize,
+        rows: usize,
+        d_model: usize,
+    ) {
+        check(Op::KeyShift, "k", k, rows * d_model);
+        check(Op::KeyShift, "shift", shift, 2 * d_model);
+        check(Op::KeyShift, "out", out, rows * d_model);
+        let params = KeyShiftParams {
+            n: u(n),
+            d_model: u(d_model),
+            rows: u(rows),
+        };
+        let count = u(rows * d_model);
+        self.dispatch(Op::KeyShift, params, &[k, shift, out], groups(count, 64));
+    }
+
     /// A_dot: causal attention within each segment (shapes: [`AttentionBindings`]).
     pub fn attention(&mut self, b: AttentionBindings<'a>, heads: Heads) {
         let Heads {
@@ -858,6 +885,7 @@ mod tests {
         same_as_wgsl::<RmsNormParams>();
         same_as_wgsl::<MatmulParams>();
         same_as_wgsl::<RopeParams>();
+        same_as_wgsl::<KeyShiftParams>();
         same_as_wgsl::<AttentionParams>();
         same_as_wgsl::<SigmaParams>();
         same_as_wgsl::<MemoryParams>();

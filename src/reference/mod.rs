@@ -191,6 +191,8 @@ impl Reference {
         let q = matmul(&xn, &layer.wq, rows, dm, dm);
         let k = matmul(&xn, &layer.wk, rows, dm, dm);
         let v = matmul(&xn, &layer.wv, rows, dm, dm);
+        let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
+        let k_mem = layer.key_shift.as_ref().map(|s| key_shift(&k, s, &starts));
         // Heads are independent from the projections to the gate: each walks the
         // segments in order with its own part of the memory, on a core of its own.
         let heads = parallel_map(rows, h, |head| {
@@ -198,6 +200,7 @@ impl Reference {
             let qkv = [columns(&q), columns(&k), columns(&v)];
             self.head(
                 qkv,
+                k_mem.as_deref().map(columns),
                 memory.head(head, d),
                 layer.beta[head],
                 chunk,
@@ -224,10 +227,12 @@ impl Reference {
     }
 
     /// One head through the chunk, segment by segment: its A, memory share per row,
-    /// memory after the last write and, if `recall`, its recall taps.
+    /// memory after the last write and, if `recall`, its recall taps. The memory is
+    /// written with `k_mem` where the model shifts its keys, with K otherwise.
     fn head(
         &self,
         [q, k, v]: [Vec<f32>; 3],
+        k_mem: Option<Vec<f32>>,
         mut memory: LayerMemory,
         beta: f32,
         chunk: &Chunk,
@@ -243,6 +248,7 @@ impl Reference {
         let mut segments_written = self.segments_written;
         for (segment, span) in chunk.segments.iter().zip(&chunk.spans) {
             let own = span.start * d..span.end * d;
+            let k_mem = &k_mem.as_ref().unwrap_or(&k)[own.clone()];
             let (q, k, v) = (&q[own.clone()], &k[own.clone()], &v[own]);
             let a_dot = attention(
                 &rotate(q, &self.rotations, 1, d),
@@ -257,7 +263,7 @@ impl Reference {
             if let Some(taps) = taps.as_mut() {
                 taps.a_mem.extend(&a_mem);
                 let mut delta_z = vec![0.0; d];
-                for k_t in k.chunks_exact(d) {
+                for k_t in k_mem.chunks_exact(d) {
                     for (z, &x) in delta_z.iter_mut().zip(k_t) {
                         *z += sigma(x);
                     }
@@ -266,7 +272,7 @@ impl Reference {
             }
             if segment.commit {
                 let rule = self.options.update_rule;
-                memory_write(k, v, &mut memory, 1, d, rule, has_memory);
+                memory_write(k_mem, v, &mut memory, 1, d, rule, has_memory);
                 segments_written += 1;
             }
             let (mixed, segment_share) = gate_mix(&a_mem, &a_dot, &[beta], d);

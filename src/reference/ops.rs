@@ -178,6 +178,22 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     columns
 }
 
+/// The memory's keys of the key-shift variant (`Config::key_shift`, beyond the paper):
+/// K̃_t = a ⊙ K_t + b ⊙ K_{t−1} for `k` `[t][d_model]` and `shift` `[2][d_model]` = [a; b],
+/// with K_{t−1} = 0 at a segment's first token (the rows in `starts`), so each segment's
+/// keys depend on that segment alone, like its local attention.
+pub fn key_shift(k: &[f32], shift: &[f32], starts: &[usize]) -> Vec<f32> {
+    let dm = shift.len() / 2;
+    let (a, b) = shift.split_at(dm);
+    let mut out = Vec::with_capacity(k.len());
+    for (t, k_t) in k.chunks_exact(dm).enumerate() {
+        let first = starts.contains(&t);
+        let prev = &k[t.saturating_sub(1) * dm..][..dm];
+        out.extend((0..dm).map(|i| a[i] * k_t[i] + if first { 0.0 } else { b[i] * prev[i] }));
+    }
+    out
+}
+
 /// Writes a segment into memory. Linear: M += σ(K)ᵀV. Delta: M += σ(K)ᵀ(V − σ(K)M/(σ(K)z)),
 /// so a binding already stored adds nothing. Both: z += Σ_t σ(K_t).
 #[multiversion(targets = "simd")]

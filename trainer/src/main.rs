@@ -61,7 +61,8 @@ struct Args {
     preset: String,
     #[arg(long, default_value_t = 3e-3)]
     lr: f64,
-    /// Learning rate of the gate scalars β (no weight decay on them).
+    /// Learning rate of the gate scalars β and of a key-shift model's shifts (no
+    /// weight decay on them).
     #[arg(long, default_value_t = 1e-2)]
     gate_lr: f64,
     /// Share of passkey haystacks among training sequences.
@@ -88,6 +89,10 @@ struct Args {
     /// Carried memories are dropped once they hold this many tokens.
     #[arg(long, default_value_t = 16_384)]
     carry_tokens: usize,
+    /// Train the key-shift variant (beyond the paper, `Config::key_shift`): memory keys
+    /// mix in the token before; with --init, the given model's keys start unshifted.
+    #[arg(long)]
+    key_shift: bool,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -118,10 +123,11 @@ fn train(args: &Args) -> Result<(), String> {
         Some(dir) => Some(Model::load(dir).map_err(|e| format!("{}: {e}", dir.display()))?),
         None => None,
     };
-    let config = match &init {
+    let mut config = match &init {
         Some(model) => model.config.clone(),
         None => train::config(&args.preset, rule)?,
     };
+    config.key_shift |= args.key_shift;
     let shape = Shape {
         order: if args.by_segment {
             Order::BySegment
@@ -191,10 +197,11 @@ fn train(args: &Args) -> Result<(), String> {
         );
         (model, progress)
     } else {
-        let weights = match init {
+        let mut weights = match init {
             Some(model) => model.weights,
             None => train::initial_weights(&config, args.seed),
         };
+        train::add_key_shift(&config, &mut weights);
         (
             InfiniModel::from_weights(&config, &weights, &device),
             Progress {
@@ -338,9 +345,24 @@ fn train(args: &Args) -> Result<(), String> {
                         .join("/")
                 })
                 .collect();
+            // How much of the token before the keys take: mean |b| per layer.
+            let shifts: Vec<String> = model
+                .layers
+                .iter()
+                .filter_map(|l| l.key_shift.as_ref())
+                .map(|s| {
+                    let ab = s.val().try_into_vec_as::<f32>().unwrap();
+                    let b = &ab[ab.len() / 2..];
+                    format!(
+                        "{:.2}",
+                        b.iter().map(|x| x.abs()).sum::<f32>() / b.len() as f32
+                    )
+                })
+                .collect();
             eprintln!(
-                "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} memory {:>5} lr {:.2e} {:.0} tok/s gates {}",
-                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, memory_tokens, lr, rate, gates.join(" ")
+                "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} memory {:>5} lr {:.2e} {:.0} tok/s gates {}{}",
+                progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, memory_tokens, lr, rate, gates.join(" "),
+                if shifts.is_empty() { String::new() } else { format!(" |b| {}", shifts.join(" ")) }
             );
         }
         if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {

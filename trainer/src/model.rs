@@ -23,6 +23,8 @@ pub struct Layer {
     pub w_gate: Param<Tensor<2>>,
     pub w_up: Param<Tensor<2>>,
     pub w_down: Param<Tensor<2>>,
+    /// `[2, d_model]`: the memory keys' shift [a; b] of a key-shift model (`Config::key_shift`).
+    pub key_shift: Option<Param<Tensor<2>>>,
 }
 
 #[derive(Module, Debug)]
@@ -102,6 +104,7 @@ impl InfiniModel {
                 w_gate: param(&l.w_gate, [d, f], device),
                 w_up: param(&l.w_up, [d, f], device),
                 w_down: param(&l.w_down, [f, d], device),
+                key_shift: l.key_shift.as_ref().map(|s| param(s, [2, d], device)),
             })
             .collect();
         Self {
@@ -127,6 +130,7 @@ impl InfiniModel {
                 w_gate: values(&l.w_gate),
                 w_up: values(&l.w_up),
                 w_down: values(&l.w_down),
+                key_shift: l.key_shift.as_ref().map(values),
             })
             .collect();
         Weights {
@@ -136,9 +140,16 @@ impl InfiniModel {
         }
     }
 
-    /// The gate parameters, which get their own learning rate and no weight decay.
-    pub fn beta_ids(&self) -> Vec<ParamId> {
-        self.layers.iter().map(|l| l.beta.id).collect()
+    /// The gates β and a key-shift model's shifts: per-head and per-channel gains that
+    /// get their own learning rate and no weight decay (decay would pull a, the shift's
+    /// weight on the token itself, away from 1).
+    pub fn gain_ids(&self) -> Vec<ParamId> {
+        let shifts = self.layers.iter().flat_map(|l| &l.key_shift).map(|p| p.id);
+        self.layers
+            .iter()
+            .map(|l| l.beta.id)
+            .chain(shifts)
+            .collect()
     }
 
     /// Logits `[batch, tokens, vocab]` for `tokens` `[batch, tokens]`, read layer by
@@ -492,6 +503,10 @@ impl Layer {
         let local = (g.clone().neg() + 1.0) * a_dot;
         // Memory off (the control model): the read returns 0 and nothing need be written.
         let a = if s.memory {
+            let k = match &self.key_shift {
+                Some(shift) => key_shift(k, shift),
+                None => k,
+            };
             let (m_prev, z_prev) = match s.order {
                 Order::Layered => walk(sigma(k), v, batch, memory, s.rule),
                 Order::BySegment => write(sigma(k), v, memory, s.rule),
@@ -509,6 +524,21 @@ impl Layer {
         let hidden = silu(proj(xn.clone(), &self.w_gate)) * proj(xn, &self.w_up);
         proj(hidden, &self.w_down)
     }
+}
+
+/// The memory's keys of a key-shift model: K̃_t = a ⊙ K_t + b ⊙ K_{t−1} for K
+/// `[rows, H, N, d]` (a row is one segment, so K_{t−1} = 0 at its first token) and
+/// `shift` `[2, H·d]` = [a; b].
+fn key_shift(k: Tensor<4>, shift: &Param<Tensor<2>>) -> Tensor<4> {
+    let [rows, h, len, d] = k.dims();
+    let ab = shift.val().reshape([2, h, 1, d]);
+    let (a, b) = (ab.clone().narrow(0, 0, 1), ab.narrow(0, 1, 1));
+    let zero = Tensor::zeros([rows, h, 1, d], &k.device());
+    let prev = match len {
+        1 => zero,
+        _ => Tensor::cat(vec![zero, k.clone().narrow(2, 0, len - 1)], 2),
+    };
+    k * a + prev * b
 }
 
 /// `t` `[rows, len, in]` × W `[in, out]` as one product of all rows (a batched product

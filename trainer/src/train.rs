@@ -23,6 +23,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
         rope_base: 10000.0,
         norm_eps: 1e-5,
         train_context: 4096,
+        key_shift: false,
     };
     match preset {
         // The shipped infini-tiny: 4 heads per layer, 4.46M parameters.
@@ -63,8 +64,25 @@ pub fn initial_weights(config: &Config, seed: u64) -> infiniscope::weights::Weig
     let mut weights = infiniscope::weights::Weights::random(config, seed);
     for layer in &mut weights.layers {
         layer.beta.fill(0.0);
+        layer.key_shift = None;
     }
+    add_key_shift(config, &mut weights);
     weights
+}
+
+/// Gives every layer of a key-shift model that lacks one the shift a = 1, b = 0:
+/// K̃ = K, so the model starts as the paper's (from scratch, or from a model trained
+/// without the shift) and learns how much of the token before to mix in.
+pub fn add_key_shift(config: &Config, weights: &mut infiniscope::weights::Weights) {
+    if !config.key_shift {
+        return;
+    }
+    let d = config.d_model;
+    for layer in &mut weights.layers {
+        layer
+            .key_shift
+            .get_or_insert_with(|| [vec![1.0; d], vec![0.0; d]].concat());
+    }
 }
 
 pub fn batch_tensors(
@@ -172,7 +190,7 @@ pub fn step(
     let loss = weighted_nll(logits, targets, weights) / total_weight;
     let loss_value = loss.clone().into_scalar::<f32>();
     let mut grads = loss.backward();
-    let grads_gates = GradientsParams::from_params(&mut grads, &model, &model.beta_ids());
+    let grads_gates = GradientsParams::from_params(&mut grads, &model, &model.gain_ids());
     let grads_main = GradientsParams::from_module(&mut grads, &model);
     let model = opt_main.step(lr, model, grads_main);
     let model = opt_gates.step(gate_lr, model, grads_gates);

@@ -23,6 +23,13 @@ fn smoke(rule: UpdateRule) -> (infiniscope::Config, Tokenizer) {
     (config, tokenizer)
 }
 
+/// Both update rules, and the key-shift variant (beyond the paper) with the delta rule.
+const VARIANTS: [(UpdateRule, bool); 3] = [
+    (UpdateRule::Delta, false),
+    (UpdateRule::Linear, false),
+    (UpdateRule::Delta, true),
+];
+
 fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     Tensor::from_data(TensorData::new(ids, [1, tokens.len()]), device)
@@ -31,8 +38,9 @@ fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
 /// Per-position loss of the burn model, and the engine's, on the same text.
 #[test]
 fn engines_reproduce_the_trainers_loss() {
-    for rule in [UpdateRule::Delta, UpdateRule::Linear] {
-        let (config, tokenizer) = smoke(rule);
+    for (rule, key_shift) in VARIANTS {
+        let (mut config, tokenizer) = smoke(rule);
+        config.key_shift = key_shift;
         let device = Device::flex();
         let mut weights = Weights::random(&config, 5);
         for layer in &mut weights.layers {
@@ -86,12 +94,12 @@ fn engines_reproduce_the_trainers_loss() {
             let mean = got.iter().sum::<f32>() / got.len() as f32;
             assert!(
                 (mean - trainer_loss).abs() <= 1e-3 * trainer_loss,
-                "{rule:?} {name}: {mean} vs trainer {trainer_loss}"
+                "{rule:?} key shift {key_shift} {name}: {mean} vs trainer {trainer_loss}"
             );
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= 1e-3 * w.abs().max(1.0),
-                    "{rule:?} {name} position {i}: {g} vs {w}"
+                    "{rule:?} key shift {key_shift} {name} position {i}: {g} vs {w}"
                 );
             }
         }
@@ -190,8 +198,9 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
 /// last segment, gates away from 0.5 so the memory read matters.
 #[test]
 fn layered_forward_and_gradients_equal_segment_by_segment() {
-    for rule in [UpdateRule::Delta, UpdateRule::Linear] {
-        let (config, _) = smoke(rule);
+    for (rule, key_shift) in VARIANTS {
+        let (mut config, _) = smoke(rule);
+        config.key_shift = key_shift;
         let device = Device::flex().autodiff();
         let mut weights = Weights::random(&config, 8);
         for layer in &mut weights.layers {
@@ -233,6 +242,9 @@ fn layered_forward_and_gradients_equal_segment_by_segment() {
                 g.extend(grad_of(&l.wq));
                 g.extend(grad_of(&l.wk));
                 g.extend(grad_of(&l.wv));
+                if let Some(shift) = &l.key_shift {
+                    g.extend(grad_of(shift));
+                }
                 g.extend(
                     l.beta
                         .val()
@@ -255,7 +267,7 @@ fn layered_forward_and_gradients_equal_segment_by_segment() {
                 .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(
                 worst <= 1e-4 * scale.max(1.0),
-                "{rule:?} {what}: differ by {worst} (scale {scale})"
+                "{rule:?} key shift {key_shift} {what}: differ by {worst} (scale {scale})"
             );
         };
         close(&layered, &by_segment, "logits");
