@@ -466,8 +466,8 @@ export class InfiniScope extends HTMLElement {
       this.#panels.gates.update((i) => run.meanShare(i));
       this.#showLayer();
     } else if (step === "memory") {
-      // Four heads' heatmaps at a time, so that no frame waits for all sixteen.
-      if (!this.#panels.memory.draw(run, this.#palette, budgeted ? 4 : Infinity)) this.#dirty.add("memory");
+      // A few heads' heatmaps at a time (about 5 ms), so that no frame waits for all sixteen.
+      if (!this.#panels.memory.draw(run, this.#palette, budgeted ? performance.now() + 5 : Infinity)) this.#dirty.add("memory");
     }
     else if (step === "norms") this.#panels.memory.chart(run);
     else if (step === "loss") this.#panels.loss.draw(run, this.#palette);

@@ -99,11 +99,13 @@ export class MemoryPanel {
   }
 
   /**
-   * Draws the memory the run's view shows (the latest or the scrubbed snapshot), at
-   * most `most` heads' heatmaps in this call; returns whether all is drawn (else the
-   * next call goes on where this one stopped).
+   * Draws the memory the run's view shows (the latest or the scrubbed snapshot): heads'
+   * heatmaps until `deadline` (performance.now()), one at least; returns whether all is
+   * drawn (else the next call goes on where this one stopped). A deadline rather than
+   * a count: the first heatmaps of a run cost several times the later ones (canvases'
+   * first contexts, code not yet optimised), so a fixed count made the first frame long.
    */
-  draw(run, palette, most = Infinity) {
+  draw(run, palette, deadline = Infinity) {
     const view = run.memoryView();
     // Sixteen heatmaps are the costliest drawing here: only when what they
     // show changed (a new snapshot, a scrub, another theme, a head enlarged, the end).
@@ -113,13 +115,12 @@ export class MemoryPanel {
     if (!same(this.#partial?.key)) this.#partial = { key, next: 0 };
     const { n_heads: heads, n_layers: layers, head_dim: d } = run.info.config;
     const figures = this.#heads.children;
-    const from = this.#partial.next;
-    this.#partial.next = Math.min(layers * heads, from + most);
-    for (let i = from; i < this.#partial.next; i++) {
+    do {
+      const i = this.#partial.next++;
       const [mCanvas, zCanvas] = figures[i].querySelectorAll("canvas");
       const scale = drawHead(mCanvas, zCanvas, view, i, d, palette);
       mCanvas.title = `‖M‖ = ${view.mNorms[i].toFixed(3)}, colour scale ±${scale.toPrecision(3)} (98th percentile of |M|)`;
-    }
+    } while (this.#partial.next < layers * heads && performance.now() < deadline);
     if (this.#partial.next < layers * heads) return false;
     this.#drawn = key;
     this.#partial = null;

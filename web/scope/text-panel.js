@@ -11,7 +11,10 @@ const SHOWN_TOKENS = 2048;
  * Tokens per block of the text box, closed at a segment's end. Each block is a
  * paragraph of its own: a new segment lays out only the last one, the oldest goes
  * whole, and blocks out of view are neither laid out nor painted
- * (content-visibility); one paragraph of 2,000 spans took 70–90 ms a frame.
+ * (content-visibility); one paragraph of 2,000 spans took 70–90 ms a frame. The last
+ * block, the one being written and followed, is never skipped: a new block skipped at
+ * first is found in view after the frame's layout, and Blink laid the page out a
+ * second time in that frame (20 ms on the first segment of a run).
  */
 const BLOCK_TOKENS = 256;
 const HINT = "Click a token (or focus the text and press ← →) to see which earlier segments its memory read draws on.";
@@ -22,7 +25,7 @@ export class TextPanel {
     "The text is read in segments (a thin mark starts each). For every token the memory share says how much of its attention came from memory: share = g·‖A_mem‖ / (g·‖A_mem‖ + (1 − g)·‖A_dot‖) per head, or the mean over heads. Darker = more memory. Hover a token for its loss and each head's share; click one (or use ← →) for its recall map: which earlier segments its memory read draws on: segment j's recall share w_j = σ(q)·Δz_j / σ(q)·z, what it wrote to the read's normaliser.";
   static css = `
   .text { max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12.5px/1.6 var(--font); padding: .4em; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); }
-  .text .block { content-visibility: auto; contain-intrinsic-size: auto 8em; }
+  .text .block:not(:last-child) { content-visibility: auto; contain-intrinsic-size: auto 8em; }
   .text span.seg { box-shadow: inset 2px 0 0 var(--muted); }
   .text span.selected { outline: 2px solid var(--accent); }
   .text span { transition: background-color .6s ease-out; }
