@@ -11,6 +11,8 @@
 mod numerics;
 mod ops;
 mod threads;
+#[cfg(target_arch = "wasm32")]
+mod tiles;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -52,7 +52,8 @@ pub(super) fn product(m: usize, k: usize, n: usize, a: Strided, b: Strided) -> V
 }
 
 /// The product itself on faer's gemm, whose kernels are chosen for this CPU at run time
-/// (AVX-512, AVX2+FMA or SSE natively; SIMD128 in the page). `c` must hold
+/// (AVX-512, AVX2+FMA or SSE natively). In the page, whole 4 × 8 tiles go to
+/// [`super::tiles`] and only the edges to gemm's SIMD128 kernels. `c` must hold
 /// `extent(m, n, rsc, 1)` elements.
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
@@ -67,6 +68,46 @@ unsafe fn kernel(
 ) {
     assert!(a.0.len() >= extent(m, k, a.1, a.2));
     assert!(b.0.len() >= extent(k, n, b.1, b.2));
+    #[cfg(target_arch = "wasm32")]
+    if a.2 == 1 {
+        // SAFETY: as asserted above; the edges are the remaining rows (all columns) and
+        // the remaining columns of the tiled rows, each within a, b and c.
+        unsafe {
+            let (rows, cols) = super::tiles::product(m, k, n, (a.0, a.1), b, c, rsc, accumulate);
+            if rows < m {
+                let a_rest = (&a.0[rows * a.1..], a.1, 1);
+                on_gemm(
+                    m - rows,
+                    k,
+                    n,
+                    a_rest,
+                    b,
+                    c.add(rows * rsc),
+                    rsc,
+                    accumulate,
+                );
+            }
+            if cols < n && rows > 0 {
+                let b_rest = (&b.0[cols * b.2..], b.1, b.2);
+                on_gemm(rows, k, n - cols, a, b_rest, c.add(cols), rsc, accumulate);
+            }
+        }
+        return;
+    }
+    unsafe { on_gemm(m, k, n, a, b, c, rsc, accumulate) }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn on_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Strided,
+    b: Strided,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
     #[cfg(not(target_arch = "wasm32"))]
     let parallelism = if m * k * n >= THREADED_MACS {
         gemm::Parallelism::Rayon(0)
@@ -76,27 +117,30 @@ unsafe fn kernel(
     #[cfg(target_arch = "wasm32")]
     let parallelism = gemm::Parallelism::None;
     // gemm's dst = α·dst + β·lhs·rhs, its strides column-first.
-    gemm::gemm(
-        m,
-        n,
-        k,
-        c,
-        1,
-        rsc as isize,
-        accumulate,
-        a.0.as_ptr(),
-        a.2 as isize,
-        a.1 as isize,
-        b.0.as_ptr(),
-        b.2 as isize,
-        b.1 as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    );
+    // SAFETY: the caller's a, b and c hold what these sizes and strides reach.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            rsc as isize,
+            accumulate,
+            a.0.as_ptr(),
+            a.2 as isize,
+            a.1 as isize,
+            b.0.as_ptr(),
+            b.2 as isize,
+            b.1 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
 }
 
 /// Σ aᵢbᵢ, summed in eight interleaved lanes so that it vectorizes.
@@ -146,7 +190,9 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
-    let x = x.max(-87.0);
+                                     // A comparison, not f32::max: that is a call to libm's fmaxf per element in the
+                                     // page's WebAssembly (NaN rules), which kept the loop from vectorizing.
+    let x = if x < -87.0 { -87.0 } else { x };
     // t's low mantissa bits hold n (+ 2²² from ROUND, which the shift below drops).
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;

@@ -93,7 +93,10 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, head_dim: usiz
             for s in 0..=t {
                 p[s] = dot(qt, &k[s * dm + col..s * dm + col + head_dim]) * scale;
             }
-            let max = p[..=t].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Not f32::max: a libm call per score in WebAssembly (see exp_nonpositive).
+            let max = p[..=t]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
             let mut sum = 0.0;
             for ps in &mut p[..=t] {
                 *ps = exp_nonpositive(*ps - max);
