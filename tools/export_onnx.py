@@ -252,8 +252,12 @@ def chunk_graph(c, weights, lengths, rule=None, memory_on=True):
          helper.make_tensor_value_info("memory_m_out", f32, [L, H, d, d]),
          helper.make_tensor_value_info("memory_z_out", f32, [L, H, d, 1])],
         g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="infiniscope tools/export_onnx.py")
+    opsets = [helper.make_opsetid("", OPSET)]
+    # The oldest IR version that holds these opsets, not the onnx package's newest: a
+    # newer one is refused by runtimes that read the opset well (onnxruntime-web 1.30
+    # reads IR versions up to 13; onnx 1.23 writes 14).
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="infiniscope tools/export_onnx.py",
+                              ir_version=helper.find_min_ir_version_for(opsets))
     model.doc_string = (f"one chunk of segments of lengths {list(lengths)}; {rule} rule, "
                         f"memory {'on' if memory_on else 'off'}")
     onnx.checker.check_model(model)

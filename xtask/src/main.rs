@@ -188,6 +188,31 @@ fn ensure_python_packages() -> Result<(), String> {
     run("python3", &args)
 }
 
+/// onnxruntime-web, the page's peer in the browser benchmark: installed into
+/// target/ort-web (148 MB of wasm builds) rather than the tests' node_modules, which
+/// every CI run installs.
+const ORT_WEB: &str = "onnxruntime-web@1.30.0";
+
+fn ensure_onnxruntime_web() -> Result<(), String> {
+    let dir = root().join("target/ort-web");
+    if dir.join("node_modules/onnxruntime-web").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dir = dir.display().to_string();
+    run(
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            &dir,
+            "--no-audit",
+            "--no-fund",
+            ORT_WEB,
+        ],
+    )
+}
+
 fn trunk(command: &str) -> Result<(), String> {
     run("trunk", &[command, "--skip-version-check"])
 }
@@ -316,6 +341,7 @@ fn bench() -> Result<(), String> {
     ensure_web_tools()?;
     ensure_chromium()?;
     ensure_python_packages()?;
+    ensure_onnxruntime_web()?;
     ensure_runtime_dir();
     run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
     std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
@@ -403,6 +429,8 @@ fn bench() -> Result<(), String> {
         // 5. the page in headless Chromium
         ("trunk", ".", vec!["build", "--skip-version-check"]),
         ("node", BROWSER_TESTS, vec!["bench.mjs", "512"]),
+        // the page's CPU path against onnxruntime-web in the same Chromium
+        ("node", BROWSER_TESTS, vec!["ort-bench.mjs", "16384", "3"]),
         // the page's memory over ten runs, each cancelled and followed by a new text:
         // on WebGPU, and a million tokens on the CPU reference (RELIABILITY.md)
         ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "4096"]),
