@@ -27,6 +27,13 @@ impl std::str::FromStr for UpdateRule {
     }
 }
 
+/// Most taps of the key-shift variant's convolution (`Config::key_shift`).
+pub const MAX_KEY_SHIFT: usize = 8;
+
+fn is_zero(taps: &usize) -> bool {
+    *taps == 0
+}
+
 /// The hyper-parameters stored beside the weights. Unknown keys are an error, so a
 /// typo never silently falls back to a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,11 +55,12 @@ pub struct Config {
     /// Tokens per training sequence (informative: the engine streams any length).
     pub train_context: usize,
     /// A variant beyond the paper (docs/DESIGN.md §8): the memory's keys are
-    /// K̃_t = a ⊙ K_t + b ⊙ K_{t−1} inside each segment (a learned width-2 causal
-    /// convolution, `layers.{l}.key_shift` = [a; b]), so what a token writes can carry
-    /// the token before it. Off (the paper's model) unless config.json says true.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub key_shift: bool,
+    /// K̃_t = Σ_{i<w} c_i ⊙ K_{t−i} inside each segment, a learned causal convolution of
+    /// `key_shift` = w taps (`layers.{l}.key_shift` = [c_0; …; c_{w−1}]), so what a token
+    /// writes can carry the tokens before it. 0 (the paper's model) unless config.json
+    /// says otherwise; 2 to 8 taps.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub key_shift: usize,
 }
 
 impl Config {
@@ -91,6 +99,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "d_model ({}) must equal n_heads ({}) × head_dim ({})",
                 self.d_model, self.n_heads, self.head_dim
+            )));
+        }
+        if self.key_shift == 1 || self.key_shift > MAX_KEY_SHIFT {
+            return Err(Error::Config(format!(
+                "key_shift is the taps of the keys' convolution: 0 (none) or 2 to {MAX_KEY_SHIFT}, found {}",
+                self.key_shift
             )));
         }
         if !self.head_dim.is_multiple_of(2) {
@@ -137,7 +151,7 @@ impl Config {
             .checked_add(self.n_heads)?
             .checked_add(mul(2, d)?)?
             .checked_add(mul(mul(3, d)?, self.mlp_hidden)?)?
-            .checked_add(if self.key_shift { mul(2, d)? } else { 0 })?;
+            .checked_add(mul(self.key_shift, d)?)?;
         mul(self.vocab_size, d)?
             .checked_add(mul(self.n_layers, per_layer)?)?
             .checked_add(d)

@@ -128,6 +128,6 @@ pub fn tiny_config() -> Config {
         rope_base: 10000.0,
         norm_eps: 1e-5,
         train_context: 512,
-        key_shift: false,
+        key_shift: 0,
     }
 }

@@ -24,8 +24,8 @@ pub struct LayerWeights {
     pub w_gate: Vec<f32>,
     pub w_up: Vec<f32>,
     pub w_down: Vec<f32>,
-    /// `[2, d_model]`: a and b of the memory keys' shift K̃_t = a ⊙ K_t + b ⊙ K_{t−1},
-    /// present only in models whose config sets `key_shift`.
+    /// `[w, d_model]`: the taps c_0 … c_{w−1} of the memory keys' convolution
+    /// K̃_t = Σ c_i ⊙ K_{t−i}, present only in models whose config sets `key_shift` = w.
     pub key_shift: Option<Vec<f32>>,
 }
 
@@ -63,7 +63,7 @@ const KEY_SHIFT: &str = "key_shift";
 fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
     let (d, f) = (config.d_model, config.mlp_hidden);
     match name {
-        KEY_SHIFT => vec![2, d],
+        KEY_SHIFT => vec![config.key_shift, d],
         "attn_norm" | "mlp_norm" => vec![d],
         "wq" | "wk" | "wv" | "wo" => vec![d, d],
         "beta" => vec![config.n_heads],
@@ -77,7 +77,7 @@ fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
 pub fn tensor_specs(config: &Config) -> Vec<(String, Vec<usize>)> {
     let mut specs = vec![("embed".to_string(), vec![config.vocab_size, config.d_model])];
     for l in 0..config.n_layers {
-        let shift = config.key_shift.then_some(KEY_SHIFT);
+        let shift = (config.key_shift > 0).then_some(KEY_SHIFT);
         for name in LAYER_TENSORS.into_iter().chain(shift) {
             specs.push((format!("layers.{l}.{name}"), layer_shape(config, name)));
         }
@@ -309,7 +309,7 @@ impl Weights {
         let embed = read("embed", &shape_of("embed").unwrap())?;
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
-            layers.push(LayerWeights::build(config.key_shift, |short| {
+            layers.push(LayerWeights::build(config.key_shift > 0, |short| {
                 let name = format!("layers.{l}.{short}");
                 read(&name, &shape_of(&name).unwrap())
             })?);
@@ -377,9 +377,9 @@ impl Weights {
                 w_gate: uniform(d * f, fan(d)),
                 w_up: uniform(d * f, fan(d)),
                 w_down: uniform(f * d, fan(f)),
-                // a near 1 and b near 0.5: a test model's shift visibly mixes tokens.
-                key_shift: config.key_shift.then(|| {
-                    let mut shift = uniform(2 * d, 0.25);
+                // c_0 near 1, the others near 0.5: a test model's keys visibly mix tokens.
+                key_shift: (config.key_shift > 0).then(|| {
+                    let mut shift = uniform(config.key_shift * d, 0.25);
                     for (i, x) in shift.iter_mut().enumerate() {
                         *x += if i < d { 1.0 } else { 0.5 };
                     }

@@ -168,7 +168,7 @@ fn micro_config() -> Config {
         rope_base: 10000.0,
         norm_eps: 1e-5,
         train_context: 8,
-        key_shift: false,
+        key_shift: 0,
     }
 }
 

@@ -141,10 +141,10 @@ fn gpu_matches_cpu_with_memory_off() {
     compare_over_text(odd_config(UpdateRule::Delta), MemoryMode::Off);
 }
 
-/// The key-shift variant (beyond the paper): memory keys mixed with the token before.
+/// The key-shift variant (beyond the paper): memory keys mixed with the two tokens before.
 fn key_shift(rule: UpdateRule) -> Config {
     Config {
-        key_shift: true,
+        key_shift: 3,
         ..odd_config(rule)
     }
 }

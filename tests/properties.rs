@@ -144,14 +144,16 @@ fn delta_write_leaves_memory_unchanged_when_the_binding_exists() {
     assert_ne!(linear.m, before.m);
 }
 
-/// The key-shift variant's keys: K̃_t = a ⊙ K_t + b ⊙ K_{t−1}, with nothing from
-/// before a segment's first row.
+/// The key-shift variant's keys: K̃_t = Σ_i c_i ⊙ K_{t−i}, with nothing from before a
+/// segment's first row.
 #[test]
-fn key_shift_mixes_in_the_token_before_within_a_segment() {
-    // d_model 2; four rows in two segments, starting at rows 0 and 3; a = [2, 1], b = [0.5, −1].
-    let k = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-    let got = cpu::key_shift(&k, &[2.0, 1.0, 0.5, -1.0], &[0, 3]);
-    assert_eq!(got, [2.0, 2.0, 6.5, 2.0, 11.5, 2.0, 14.0, 8.0]);
+fn key_shift_mixes_in_the_tokens_before_within_a_segment() {
+    // d_model 2; five rows in two segments, starting at rows 0 and 3; three taps
+    // c_0 = [2, 1], c_1 = [0.5, −1], c_2 = [1, 2].
+    let k = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+    let shift = [2.0, 1.0, 0.5, -1.0, 1.0, 2.0];
+    let got = cpu::key_shift(&k, &shift, 2, &[0, 3]);
+    assert_eq!(got, [2.0, 2.0, 6.5, 2.0, 12.5, 6.0, 14.0, 8.0, 21.5, 2.0]);
 }
 
 /// With a = 1 and b = 0 the variant is the paper's model, bit for bit.
@@ -162,9 +164,9 @@ fn unshifted_keys_read_as_the_papers_model() {
     // The paper's weights with the shift [a; b] added.
     let shifted = |b: f32| {
         let mut model = Model::random(config.clone(), 31, common::TRAINING_TEXT).unwrap();
-        model.config.key_shift = true;
+        model.config.key_shift = 3;
         for layer in &mut model.weights.layers {
-            layer.key_shift = Some([vec![1.0; d], vec![b; d]].concat());
+            layer.key_shift = Some([vec![1.0; d], vec![b; d], vec![b; d]].concat());
         }
         Arc::new(model)
     };

@@ -27,7 +27,7 @@ struct LayerBuffers {
     w_gate: wgpu::Buffer,
     w_up: wgpu::Buffer,
     w_down: wgpu::Buffer,
-    /// `[2][D]`: a key-shift model's [a; b] (`Config::key_shift`).
+    /// `[w][D]`: a key-shift model's taps (`Config::key_shift`).
     key_shift: Option<wgpu::Buffer>,
 }
 
@@ -219,7 +219,7 @@ impl GpuEngine {
             q: float_buf("q", n * dm),
             k: float_buf("k", n * dm),
             v: float_buf("v", n * dm),
-            k_unshifted: c.key_shift.then(|| float_buf("k_unshifted", n * dm)),
+            k_unshifted: (c.key_shift > 0).then(|| float_buf("k_unshifted", n * dm)),
             q_rope: float_buf("q_rope", n * dm),
             k_rope: float_buf("k_rope", n * dm),
             probs: float_buf("probs", chunk * c.n_heads * c.segment_len * c.segment_len),
@@ -331,7 +331,7 @@ impl GpuEngine {
             rec.rope(q, &act.q_rope, heads, c.rope_base);
             rec.rope(k_proj, &act.k_rope, heads, c.rope_base);
             if let Some(shift) = &w.key_shift {
-                rec.key_shift(k_proj, shift, k, heads.n, rows, dm);
+                rec.key_shift(k_proj, shift, k, heads.n, rows, dm, c.key_shift);
             }
             let local = AttentionBindings {
                 q: &act.q_rope,

@@ -188,7 +188,7 @@ params!(
     MatmulParams in "matmul", "matmul_vec4" { m: u32, k: u32, n: u32 }
 );
 params!(RopeParams in "rope" { n: u32, n_heads: u32, head_dim: u32, base: f32, segments: u32 });
-params!(KeyShiftParams in "key_shift" { n: u32, d_model: u32, rows: u32 });
+params!(KeyShiftParams in "key_shift" { n: u32, d_model: u32, rows: u32, taps: u32 });
 params!(AttentionParams in "attention" { n: u32, n_heads: u32, head_dim: u32, scale: f32, segments: u32 });
 params!(SigmaParams in "sigma_apply" { len: u32 });
 params!(
@@ -671,8 +671,9 @@ impl<'a> Recorder<'a> {
         self.dispatch(Op::Rope, params, &[x, y], groups(count, 64));
     }
 
-    /// out = a ⊙ K_t + b ⊙ K_{t−1} inside each segment of `n` rows: `k` and `out`
-    /// `[rows][d_model]`, `shift` `[2][d_model]` = [a; b].
+    /// out = Σ_i c_i ⊙ K_{t−i} inside each segment of `n` rows: `k` and `out`
+    /// `[rows][d_model]`, `shift` `[taps][d_model]` = c_0 … c_{taps−1}.
+    #[allow(clippy::too_many_arguments)]
     pub fn key_shift(
         &mut self,
         k: &'a wgpu::Buffer,
@@ -681,14 +682,16 @@ impl<'a> Recorder<'a> {
         n: usize,
         rows: usize,
         d_model: usize,
+        taps: usize,
     ) {
         check(Op::KeyShift, "k", k, rows * d_model);
-        check(Op::KeyShift, "shift", shift, 2 * d_model);
+        check(Op::KeyShift, "shift", shift, taps * d_model);
         check(Op::KeyShift, "out", out, rows * d_model);
         let params = KeyShiftParams {
             n: u(n),
             d_model: u(d_model),
             rows: u(rows),
+            taps: u(taps),
         };
         let count = u(rows * d_model);
         self.dispatch(Op::KeyShift, params, &[k, shift, out], groups(count, 64));

@@ -182,17 +182,24 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
 }
 
 /// The memory's keys of the key-shift variant (`Config::key_shift`, beyond the paper):
-/// K̃_t = a ⊙ K_t + b ⊙ K_{t−1} for `k` `[t][d_model]` and `shift` `[2][d_model]` = [a; b],
-/// with K_{t−1} = 0 at a segment's first token (the rows in `starts`), so each segment's
-/// keys depend on that segment alone, like its local attention.
-pub fn key_shift(k: &[f32], shift: &[f32], starts: &[usize]) -> Vec<f32> {
-    let dm = shift.len() / 2;
-    let (a, b) = shift.split_at(dm);
-    let mut out = Vec::with_capacity(k.len());
-    for (t, k_t) in k.chunks_exact(dm).enumerate() {
-        let first = starts.contains(&t);
-        let prev = &k[t.saturating_sub(1) * dm..][..dm];
-        out.extend((0..dm).map(|i| a[i] * k_t[i] + if first { 0.0 } else { b[i] * prev[i] }));
+/// K̃_t = Σ_i c_i ⊙ K_{t−i} for `k` `[t][d_model]` and `shift` `[w][d_model]` = the taps
+/// c_0 … c_{w−1}, with no term from before a segment's first token (the rows in
+/// `starts`), so each segment's keys depend on that segment alone, like its local
+/// attention.
+pub fn key_shift(k: &[f32], shift: &[f32], d_model: usize, starts: &[usize]) -> Vec<f32> {
+    let mut out = vec![0.0; k.len()];
+    let mut start = 0;
+    for (t, out_t) in out.chunks_exact_mut(d_model).enumerate() {
+        if starts.contains(&t) {
+            start = t;
+        }
+        let taps = shift.chunks_exact(d_model).enumerate().take(t - start + 1);
+        for (i, c) in taps {
+            let k_before = &k[(t - i) * d_model..][..d_model];
+            for ((o, c), x) in out_t.iter_mut().zip(c).zip(k_before) {
+                *o += c * x;
+            }
+        }
     }
     out
 }

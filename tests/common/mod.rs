@@ -23,7 +23,7 @@ pub fn odd_config(rule: UpdateRule) -> Config {
         rope_base: 10000.0,
         norm_eps: 1e-5,
         train_context: 104,
-        key_shift: false,
+        key_shift: 0,
     }
 }
 

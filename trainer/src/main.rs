@@ -89,10 +89,11 @@ struct Args {
     /// Carried memories are dropped once they hold this many tokens.
     #[arg(long, default_value_t = 16_384)]
     carry_tokens: usize,
-    /// Train the key-shift variant (beyond the paper, `Config::key_shift`): memory keys
-    /// mix in the token before; with --init, the given model's keys start unshifted.
-    #[arg(long)]
-    key_shift: bool,
+    /// Train the key-shift variant (beyond the paper, `Config::key_shift`) with this many
+    /// taps (2 to 8): memory keys mix in the tokens before; with --init, the given
+    /// model's keys start as they were (unshifted, or a narrower shift widened by zeros).
+    #[arg(long, default_value_t = 0)]
+    key_shift: usize,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -127,7 +128,8 @@ fn train(args: &Args) -> Result<(), String> {
         Some(model) => model.config.clone(),
         None => train::config(&args.preset, rule)?,
     };
-    config.key_shift |= args.key_shift;
+    config.key_shift = config.key_shift.max(args.key_shift);
+    config.validate().map_err(|e| e.to_string())?;
     let shape = Shape {
         order: if args.by_segment {
             Order::BySegment
@@ -345,24 +347,24 @@ fn train(args: &Args) -> Result<(), String> {
                         .join("/")
                 })
                 .collect();
-            // How much of the token before the keys take: mean |b| per layer.
+            // How much of the token before the keys take: mean |c_1| per layer.
             let shifts: Vec<String> = model
                 .layers
                 .iter()
                 .filter_map(|l| l.key_shift.as_ref())
                 .map(|s| {
-                    let ab = s.val().try_into_vec_as::<f32>().unwrap();
-                    let b = &ab[ab.len() / 2..];
+                    let taps = s.val().try_into_vec_as::<f32>().unwrap();
+                    let c1 = &taps[config.d_model..2 * config.d_model];
                     format!(
                         "{:.2}",
-                        b.iter().map(|x| x.abs()).sum::<f32>() / b.len() as f32
+                        c1.iter().map(|x| x.abs()).sum::<f32>() / c1.len() as f32
                     )
                 })
                 .collect();
             eprintln!(
                 "step {:>6} tokens {:>9} loss {:.4} passkey {:.2} len {:>4} memory {:>5} lr {:.2e} {:.0} tok/s gates {}{}",
                 progress.step, progress.tokens, loss_value, progress.passkey_accuracy, length, memory_tokens, lr, rate, gates.join(" "),
-                if shifts.is_empty() { String::new() } else { format!(" |b| {}", shifts.join(" ")) }
+                if shifts.is_empty() { String::new() } else { format!(" |c1| {}", shifts.join(" ")) }
             );
         }
         if last_checkpoint.elapsed().as_secs_f64() > args.checkpoint_minutes * 60.0 {

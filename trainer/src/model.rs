@@ -23,7 +23,8 @@ pub struct Layer {
     pub w_gate: Param<Tensor<2>>,
     pub w_up: Param<Tensor<2>>,
     pub w_down: Param<Tensor<2>>,
-    /// `[2, d_model]`: the memory keys' shift [a; b] of a key-shift model (`Config::key_shift`).
+    /// `[w, d_model]`: the taps of a key-shift model's convolution on the memory's keys
+    /// (`Config::key_shift` = w).
     pub key_shift: Option<Param<Tensor<2>>>,
 }
 
@@ -104,7 +105,10 @@ impl InfiniModel {
                 w_gate: param(&l.w_gate, [d, f], device),
                 w_up: param(&l.w_up, [d, f], device),
                 w_down: param(&l.w_down, [f, d], device),
-                key_shift: l.key_shift.as_ref().map(|s| param(s, [2, d], device)),
+                key_shift: l
+                    .key_shift
+                    .as_ref()
+                    .map(|s| param(s, [config.key_shift, d], device)),
             })
             .collect();
         Self {
@@ -526,19 +530,20 @@ impl Layer {
     }
 }
 
-/// The memory's keys of a key-shift model: K̃_t = a ⊙ K_t + b ⊙ K_{t−1} for K
-/// `[rows, H, N, d]` (a row is one segment, so K_{t−1} = 0 at its first token) and
-/// `shift` `[2, H·d]` = [a; b].
+/// The memory's keys of a key-shift model: K̃_t = Σ_i c_i ⊙ K_{t−i} for K
+/// `[rows, H, N, d]` (a row is one segment, so nothing comes from before its first
+/// token) and `shift` `[w, H·d]` = c_0 … c_{w−1}.
 fn key_shift(k: Tensor<4>, shift: &Param<Tensor<2>>) -> Tensor<4> {
     let [rows, h, len, d] = k.dims();
-    let ab = shift.val().reshape([2, h, 1, d]);
-    let (a, b) = (ab.clone().narrow(0, 0, 1), ab.narrow(0, 1, 1));
-    let zero = Tensor::zeros([rows, h, 1, d], &k.device());
-    let prev = match len {
-        1 => zero,
-        _ => Tensor::cat(vec![zero, k.clone().narrow(2, 0, len - 1)], 2),
-    };
-    k * a + prev * b
+    let taps = shift.dims()[0];
+    let c = shift.val().reshape([taps, h, 1, d]);
+    let mut out = k.clone() * c.clone().narrow(0, 0, 1);
+    for i in 1..taps.min(len) {
+        let zero = Tensor::zeros([rows, h, i, d], &k.device());
+        let before = Tensor::cat(vec![zero, k.clone().narrow(2, 0, len - i)], 2);
+        out = out + before * c.clone().narrow(0, i, 1);
+    }
+    out
 }
 
 /// `t` `[rows, len, in]` × W `[in, out]` as one product of all rows (a batched product

@@ -23,7 +23,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
         rope_base: 10000.0,
         norm_eps: 1e-5,
         train_context: 4096,
-        key_shift: false,
+        key_shift: 0,
     };
     match preset {
         // The shipped infini-tiny: 4 heads per layer, 4.46M parameters.
@@ -70,18 +70,18 @@ pub fn initial_weights(config: &Config, seed: u64) -> infiniscope::weights::Weig
     weights
 }
 
-/// Gives every layer of a key-shift model that lacks one the shift a = 1, b = 0:
-/// K̃ = K, so the model starts as the paper's (from scratch, or from a model trained
-/// without the shift) and learns how much of the token before to mix in.
+/// Gives every layer of a key-shift model the taps its config asks for: c_0 = 1 and the
+/// others 0 where a layer has none (K̃ = K, so the model starts as the paper's, from
+/// scratch or from a model trained without the shift), and zero taps appended where a
+/// layer has fewer (a model continued with a wider convolution starts where it was).
 pub fn add_key_shift(config: &Config, weights: &mut infiniscope::weights::Weights) {
-    if !config.key_shift {
+    let (d, taps) = (config.d_model, config.key_shift);
+    if taps == 0 {
         return;
     }
-    let d = config.d_model;
     for layer in &mut weights.layers {
-        layer
-            .key_shift
-            .get_or_insert_with(|| [vec![1.0; d], vec![0.0; d]].concat());
+        let shift = layer.key_shift.get_or_insert_with(|| vec![1.0; d]);
+        shift.resize(taps * d, 0.0);
     }
 }
 

@@ -23,11 +23,12 @@ fn smoke(rule: UpdateRule) -> (infiniscope::Config, Tokenizer) {
     (config, tokenizer)
 }
 
-/// Both update rules, and the key-shift variant (beyond the paper) with the delta rule.
-const VARIANTS: [(UpdateRule, bool); 3] = [
-    (UpdateRule::Delta, false),
-    (UpdateRule::Linear, false),
-    (UpdateRule::Delta, true),
+/// Both update rules, and the key-shift variant (beyond the paper, three taps) with the
+/// delta rule: (rule, key_shift).
+const VARIANTS: [(UpdateRule, usize); 3] = [
+    (UpdateRule::Delta, 0),
+    (UpdateRule::Linear, 0),
+    (UpdateRule::Delta, 3),
 ];
 
 fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
