@@ -143,7 +143,10 @@ fn unknown_config_keys_and_values_are_rejected() {
     let dir = saved_model(StoredDtype::F32);
     edit_config(dir.path(), |c| c["key_shift"] = 2.into());
     let err = load_error(dir.path());
-    assert!(err.contains("missing tensor \"layers.0.key_shift\""), "{err}");
+    assert!(
+        err.contains("missing tensor \"layers.0.key_shift\""),
+        "{err}"
+    );
 
     let dir = saved_model(StoredDtype::F32);
     std::fs::write(dir.path().join(CONFIG_FILE), b"{\"vocab_size\": ").unwrap();
