@@ -193,11 +193,10 @@ impl Reference {
         let q = matmul(&xn, &layer.wq, rows, dm, dm);
         let k = matmul(&xn, &layer.wk, rows, dm, dm);
         let v = matmul(&xn, &layer.wv, rows, dm, dm);
-        let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
-        let k_mem = layer
-            .key_shift
-            .as_ref()
-            .map(|s| key_shift(&k, s, dm, &starts));
+        let k_mem = layer.key_shift.as_ref().map(|shift| {
+            let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
+            key_shift(&k, shift, dm, &starts)
+        });
         // Heads are independent from the projections to the gate: each walks the
         // segments in order with its own part of the memory, on a core of its own.
         let heads = parallel_map(rows, h, |head| {

@@ -190,8 +190,9 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
-                                     // A comparison, not f32::max: that is a call to libm's fmaxf per element in the
-                                     // page's WebAssembly (NaN rules), which kept the loop from vectorizing.
+
+    // A comparison, not f32::max: that is a call to libm's fmaxf per element in the
+    // page's WebAssembly (NaN rules), which kept the loop from vectorizing.
     let x = if x < -87.0 { -87.0 } else { x };
     // t's low mantissa bits hold n (+ 2²² from ROUND, which the shift below drops).
     let t = x * std::f32::consts::LOG2_E + ROUND;
