@@ -1,7 +1,8 @@
 // The memory's keys of the key-shift variant (beyond the paper): K̃_t = Σ_i c_i ⊙ K_{t−i}
 // over `taps` taps, with no term from before a segment's first token (row t is token
 // t mod n of its segment), so a segment's keys depend on that segment alone.
-// shift is [c_0; …; c_{taps−1}], each [d_model].
+// shift is [c_0; …; c_{taps−1}], each [d_model]. The memory's queries of a query-shift
+// model go through the same op with their own taps.
 struct Params { n: u32, d_model: u32, rows: u32, taps: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;

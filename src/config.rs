@@ -27,7 +27,7 @@ impl std::str::FromStr for UpdateRule {
     }
 }
 
-/// Most taps of the key-shift variant's convolution (`Config::key_shift`).
+/// Most taps of the shift variant's convolutions (`Config::key_shift`, `Config::query_shift`).
 pub const MAX_KEY_SHIFT: usize = 8;
 
 fn is_zero(taps: &usize) -> bool {
@@ -61,6 +61,12 @@ pub struct Config {
     /// says otherwise; 2 to 8 taps.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub key_shift: usize,
+    /// The same for the queries that read the memory (docs/DESIGN.md §8):
+    /// Q̃_t = Σ_{i<w} e_i ⊙ Q_{t−i} (`layers.{l}.query_shift`), so a read can ask for
+    /// what followed the tokens just before it, not only the last one. Local attention
+    /// keeps the unshifted Q and K. 0 unless config.json says otherwise; 2 to 8 taps.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub query_shift: usize,
 }
 
 impl Config {
@@ -101,11 +107,15 @@ impl Config {
                 self.d_model, self.n_heads, self.head_dim
             )));
         }
-        if self.key_shift == 1 || self.key_shift > MAX_KEY_SHIFT {
-            return Err(Error::Config(format!(
-                "key_shift is the taps of the keys' convolution: 0 (none) or 2 to {MAX_KEY_SHIFT}, found {}",
-                self.key_shift
-            )));
+        for (name, taps, of) in [
+            ("key_shift", self.key_shift, "keys"),
+            ("query_shift", self.query_shift, "queries"),
+        ] {
+            if taps == 1 || taps > MAX_KEY_SHIFT {
+                return Err(Error::Config(format!(
+                    "{name} is the taps of the {of}' convolution: 0 (none) or 2 to {MAX_KEY_SHIFT}, found {taps}"
+                )));
+            }
         }
         if !self.head_dim.is_multiple_of(2) {
             return Err(Error::Config(format!(
@@ -151,7 +161,7 @@ impl Config {
             .checked_add(self.n_heads)?
             .checked_add(mul(2, d)?)?
             .checked_add(mul(mul(3, d)?, self.mlp_hidden)?)?
-            .checked_add(mul(self.key_shift, d)?)?;
+            .checked_add(mul(self.key_shift + self.query_shift, d)?)?;
         mul(self.vocab_size, d)?
             .checked_add(mul(self.n_layers, per_layer)?)?
             .checked_add(d)

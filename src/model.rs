@@ -129,5 +129,6 @@ pub fn tiny_config() -> Config {
         norm_eps: 1e-5,
         train_context: 512,
         key_shift: 0,
+        query_shift: 0,
     }
 }

@@ -27,6 +27,9 @@ pub struct LayerWeights {
     /// `[w, d_model]`: the taps c_0 … c_{w−1} of the memory keys' convolution
     /// K̃_t = Σ c_i ⊙ K_{t−i}, present only in models whose config sets `key_shift` = w.
     pub key_shift: Option<Vec<f32>>,
+    /// `[w, d_model]`: the taps e_0 … e_{w−1} of the memory queries' convolution
+    /// Q̃_t = Σ e_i ⊙ Q_{t−i}, present only where the config sets `query_shift` = w.
+    pub query_shift: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,13 +60,22 @@ const LAYER_TENSORS: [&str; 10] = [
     "w_down",
 ];
 
-/// The variant's one extra tensor per layer (`Config::key_shift`).
+/// The variant's extra tensors per layer (`Config::key_shift`, `Config::query_shift`).
 const KEY_SHIFT: &str = "key_shift";
+const QUERY_SHIFT: &str = "query_shift";
+
+/// The shift tensors a model with `config` has.
+fn shifts(config: &Config) -> impl Iterator<Item = &'static str> {
+    let key = (config.key_shift > 0).then_some(KEY_SHIFT);
+    let query = (config.query_shift > 0).then_some(QUERY_SHIFT);
+    key.into_iter().chain(query)
+}
 
 fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
     let (d, f) = (config.d_model, config.mlp_hidden);
     match name {
         KEY_SHIFT => vec![config.key_shift, d],
+        QUERY_SHIFT => vec![config.query_shift, d],
         "attn_norm" | "mlp_norm" => vec![d],
         "wq" | "wk" | "wv" | "wo" => vec![d, d],
         "beta" => vec![config.n_heads],
@@ -77,8 +89,7 @@ fn layer_shape(config: &Config, name: &str) -> Vec<usize> {
 pub fn tensor_specs(config: &Config) -> Vec<(String, Vec<usize>)> {
     let mut specs = vec![("embed".to_string(), vec![config.vocab_size, config.d_model])];
     for l in 0..config.n_layers {
-        let shift = (config.key_shift > 0).then_some(KEY_SHIFT);
-        for name in LAYER_TENSORS.into_iter().chain(shift) {
+        for name in LAYER_TENSORS.into_iter().chain(shifts(config)) {
             specs.push((format!("layers.{l}.{name}"), layer_shape(config, name)));
         }
     }
@@ -103,14 +114,18 @@ impl LayerWeights {
                 .key_shift
                 .as_ref()
                 .expect("key_shift is listed only for models that have it"),
+            QUERY_SHIFT => self
+                .query_shift
+                .as_ref()
+                .expect("query_shift is listed only for models that have it"),
             _ => unreachable!("{name} is not in LAYER_TENSORS"),
         }
     }
 
     /// Builds a layer by asking `take` for each tensor by its short name (and for
-    /// `key_shift` when the model has one).
+    /// the shifts `config` has).
     fn build(
-        key_shift: bool,
+        config: &Config,
         mut take: impl FnMut(&str) -> Result<Vec<f32>, Error>,
     ) -> Result<Self, Error> {
         Ok(Self {
@@ -124,7 +139,12 @@ impl LayerWeights {
             w_gate: take("w_gate")?,
             w_up: take("w_up")?,
             w_down: take("w_down")?,
-            key_shift: key_shift.then(|| take(KEY_SHIFT)).transpose()?,
+            key_shift: (config.key_shift > 0)
+                .then(|| take(KEY_SHIFT))
+                .transpose()?,
+            query_shift: (config.query_shift > 0)
+                .then(|| take(QUERY_SHIFT))
+                .transpose()?,
         })
     }
 }
@@ -309,7 +329,7 @@ impl Weights {
         let embed = read("embed", &shape_of("embed").unwrap())?;
         let mut layers = Vec::with_capacity(config.n_layers);
         for l in 0..config.n_layers {
-            layers.push(LayerWeights::build(config.key_shift > 0, |short| {
+            layers.push(LayerWeights::build(config, |short| {
                 let name = format!("layers.{l}.{short}");
                 read(&name, &shape_of(&name).unwrap())
             })?);
@@ -378,13 +398,10 @@ impl Weights {
                 w_up: uniform(d * f, fan(d)),
                 w_down: uniform(f * d, fan(f)),
                 // c_0 near 1, the others near 0.5: a test model's keys visibly mix tokens.
-                key_shift: (config.key_shift > 0).then(|| {
-                    let mut shift = uniform(config.key_shift * d, 0.25);
-                    for (i, x) in shift.iter_mut().enumerate() {
-                        *x += if i < d { 1.0 } else { 0.5 };
-                    }
-                    shift
-                }),
+                key_shift: (config.key_shift > 0)
+                    .then(|| tap_offsets(uniform(config.key_shift * d, 0.25), d)),
+                query_shift: (config.query_shift > 0)
+                    .then(|| tap_offsets(uniform(config.query_shift * d, 0.25), d)),
             })
             .collect();
         Self {
@@ -393,4 +410,13 @@ impl Weights {
             final_norm: vec![1.0; d],
         }
     }
+}
+
+/// A random test shift's taps moved to about 1 for the token itself and 0.5 for those
+/// before it.
+fn tap_offsets(mut shift: Vec<f32>, d_model: usize) -> Vec<f32> {
+    for (i, x) in shift.iter_mut().enumerate() {
+        *x += if i < d_model { 1.0 } else { 0.5 };
+    }
+    shift
 }

@@ -133,20 +133,23 @@ fn unknown_config_keys_and_values_are_rejected() {
     edit_config(dir.path(), |c| c["segment_len"] = 0.into());
     assert!(load_error(dir.path()).contains("segment_len must be positive"));
 
-    // A key shift of one tap or of more than eight; and one the weights do not have.
-    for taps in [1, 9] {
+    // A key or query shift of one tap or of more than eight; and one the weights do
+    // not have.
+    for name in ["key_shift", "query_shift"] {
+        for taps in [1, 9] {
+            let dir = saved_model(StoredDtype::F32);
+            edit_config(dir.path(), |c| c[name] = taps.into());
+            let err = load_error(dir.path());
+            assert!(err.contains(&format!("{name} is the taps")), "{err}");
+        }
         let dir = saved_model(StoredDtype::F32);
-        edit_config(dir.path(), |c| c["key_shift"] = taps.into());
+        edit_config(dir.path(), |c| c[name] = 2.into());
         let err = load_error(dir.path());
-        assert!(err.contains("key_shift is the taps"), "{err}");
+        assert!(
+            err.contains(&format!("missing tensor \"layers.0.{name}\"")),
+            "{err}"
+        );
     }
-    let dir = saved_model(StoredDtype::F32);
-    edit_config(dir.path(), |c| c["key_shift"] = 2.into());
-    let err = load_error(dir.path());
-    assert!(
-        err.contains("missing tensor \"layers.0.key_shift\""),
-        "{err}"
-    );
 
     let dir = saved_model(StoredDtype::F32);
     std::fs::write(dir.path().join(CONFIG_FILE), b"{\"vocab_size\": ").unwrap();

@@ -169,6 +169,7 @@ fn micro_config() -> Config {
         norm_eps: 1e-5,
         train_context: 8,
         key_shift: 0,
+        query_shift: 0,
     }
 }
 

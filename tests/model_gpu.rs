@@ -141,18 +141,20 @@ fn gpu_matches_cpu_with_memory_off() {
     compare_over_text(odd_config(UpdateRule::Delta), MemoryMode::Off);
 }
 
-/// The key-shift variant (beyond the paper): memory keys mixed with the two tokens before.
-fn key_shift(rule: UpdateRule) -> Config {
+/// The shift variant (beyond the paper): memory keys mixed with the two tokens before,
+/// and memory queries with the one before.
+fn shifted(rule: UpdateRule) -> Config {
     Config {
         key_shift: 3,
+        query_shift: 2,
         ..odd_config(rule)
     }
 }
 
 #[test]
-fn gpu_matches_cpu_with_shifted_keys() {
-    compare_over_text(key_shift(UpdateRule::Delta), MemoryMode::On);
-    compare_over_text(key_shift(UpdateRule::Linear), MemoryMode::On);
+fn gpu_matches_cpu_with_shifted_keys_and_queries() {
+    compare_over_text(shifted(UpdateRule::Delta), MemoryMode::On);
+    compare_over_text(shifted(UpdateRule::Linear), MemoryMode::On);
 }
 
 #[test]
@@ -354,8 +356,8 @@ fn chunks_match_cpu_linear_rule() {
 }
 
 #[test]
-fn chunks_match_cpu_with_shifted_keys() {
-    chunks_match_cpu(key_shift(UpdateRule::Delta));
+fn chunks_match_cpu_with_shifted_keys_and_queries() {
+    chunks_match_cpu(shifted(UpdateRule::Delta));
 }
 
 #[test]

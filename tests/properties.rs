@@ -156,36 +156,52 @@ fn key_shift_mixes_in_the_tokens_before_within_a_segment() {
     assert_eq!(got, [2.0, 2.0, 6.5, 2.0, 12.5, 6.0, 14.0, 8.0, 21.5, 2.0]);
 }
 
-/// With a = 1 and b = 0 the variant is the paper's model, bit for bit.
+/// With c_0 = 1 and the other taps 0 the variant is the paper's model, bit for bit,
+/// for shifted keys and for shifted queries.
 #[test]
-fn unshifted_keys_read_as_the_papers_model() {
+fn unshifted_keys_and_queries_read_as_the_papers_model() {
     let config = odd_config(UpdateRule::Delta);
     let d = config.d_model;
-    // The paper's weights with the shift [a; b] added.
-    let shifted = |b: f32| {
+    // The paper's weights with three taps [1; b; b] on the keys or on the queries.
+    let shifted = |queries: bool, b: f32| {
         let mut model = Model::random(config.clone(), 31, common::TRAINING_TEXT).unwrap();
-        model.config.key_shift = 3;
+        let taps = Some([vec![1.0; d], vec![b; d], vec![b; d]].concat());
         for layer in &mut model.weights.layers {
-            layer.key_shift = Some([vec![1.0; d], vec![b; d], vec![b; d]].concat());
+            if queries {
+                model.config.query_shift = 3;
+                layer.query_shift = taps.clone();
+            } else {
+                model.config.key_shift = 3;
+                layer.key_shift = taps.clone();
+            }
         }
         Arc::new(model)
     };
     let tokens = random_tokens(5 * config.segment_len + 3, config.vocab_size, 32);
     let options = RunOptions::for_config(&config);
     let want = run_all(&model(config.clone(), 31), options, &tokens);
-    let got = run_all(&shifted(0.0), options, &tokens);
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.logits, w.logits, "segment logits");
-        assert_eq!(g.memory, w.memory, "M and z");
+    for queries in [false, true] {
+        let got = run_all(&shifted(queries, 0.0), options, &tokens);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.logits, w.logits, "segment logits (queries {queries})");
+            assert_eq!(g.memory, w.memory, "M and z (queries {queries})");
+        }
+        // A key shift changes what memory holds, a query shift what is read from it;
+        // either changes later segments' logits.
+        let got = run_all(&shifted(queries, 0.5), options, &tokens);
+        assert_eq!(
+            got[0].logits, want[0].logits,
+            "the first segment reads no memory"
+        );
+        assert_ne!(got[4].logits, want[4].logits, "queries {queries}");
+        if queries {
+            // The first layer's keys and values come from the embeddings alone; later
+            // layers' follow what the shifted reads below them changed.
+            let first = |out: &SegmentOutput| out.memory.as_ref().unwrap()[0].clone();
+            assert_eq!(first(&got[4]), first(&want[4]), "queries only read");
+        }
     }
-    // And a shift changes what memory holds, hence later segments' logits.
-    let got = run_all(&shifted(0.5), options, &tokens);
-    assert_eq!(
-        got[0].logits, want[0].logits,
-        "the first segment reads no memory"
-    );
-    assert_ne!(got[4].logits, want[4].logits);
 }
 
 #[test]

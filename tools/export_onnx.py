@@ -352,8 +352,8 @@ def main():
     if args.segments < 1:
         parser.error("--segments must be at least 1")
     c, weights = load_config(args.model), load_weights(args.model)
-    if c.get("key_shift"):
-        sys.exit(f"{args.model}: a key-shift model (beyond the paper); the export covers the paper's model only")
+    if c.get("key_shift") or c.get("query_shift"):
+        sys.exit(f"{args.model}: a shift model (beyond the paper); the export covers the paper's model only")
     rule, memory_on = args.rule or c["update_rule"], args.memory == "on"
     lengths = (c["segment_len"],) * args.segments
     exported = chunk_graph(c, weights, lengths, rule, memory_on).SerializeToString()

@@ -27,8 +27,9 @@ struct LayerBuffers {
     w_gate: wgpu::Buffer,
     w_up: wgpu::Buffer,
     w_down: wgpu::Buffer,
-    /// `[w][D]`: a key-shift model's taps (`Config::key_shift`).
+    /// `[w][D]`: a shift model's taps (`Config::key_shift`, `Config::query_shift`).
     key_shift: Option<wgpu::Buffer>,
+    query_shift: Option<wgpu::Buffer>,
 }
 
 /// Largest head_dim the memory kernel takes: its 64 invocations tile M in 8 × 8
@@ -79,6 +80,7 @@ impl GpuModel {
                     w_up: up("w_up", &layer.w_up),
                     w_down: up("w_down", &layer.w_down),
                     key_shift: layer.key_shift.as_ref().map(|s| up("key_shift", s)),
+                    query_shift: layer.query_shift.as_ref().map(|s| up("query_shift", s)),
                 }
             })
             .collect();
@@ -128,11 +130,12 @@ struct Activations {
     /// `[R][D]`: RMSNorm(x), the input of the attention and MLP blocks.
     xn: wgpu::Buffer,
     /// `[R][D]` each: the projections; Q and K become σ(Q), σ(K) in the memory op.
-    /// In a key-shift model K holds the memory's keys K̃ …
+    /// In a shift model Q and K hold the memory's queries Q̃ and keys K̃ …
     q: wgpu::Buffer,
     k: wgpu::Buffer,
     v: wgpu::Buffer,
-    /// … `[R][D]`, and this K itself, which the local attention reads.
+    /// … `[R][D]` each, and these Q and K themselves, which the local attention reads.
+    q_unshifted: Option<wgpu::Buffer>,
     k_unshifted: Option<wgpu::Buffer>,
     /// `[R][D]` each: RoPE(Q), RoPE(K) for the local attention.
     q_rope: wgpu::Buffer,
@@ -219,6 +222,7 @@ impl GpuEngine {
             q: float_buf("q", n * dm),
             k: float_buf("k", n * dm),
             v: float_buf("v", n * dm),
+            q_unshifted: (c.query_shift > 0).then(|| float_buf("q_unshifted", n * dm)),
             k_unshifted: (c.key_shift > 0).then(|| float_buf("k_unshifted", n * dm)),
             q_rope: float_buf("q_rope", n * dm),
             k_rope: float_buf("k_rope", n * dm),
@@ -324,12 +328,16 @@ impl GpuEngine {
                 None => (&act.q, &act.k, &act.a_mem),
             };
             rec.rmsnorm(&act.x, &w.attn_norm, &act.xn, rows, dm, c.norm_eps);
-            rec.matmul(&act.xn, &w.wq, q, rows, dm, dm);
+            let q_proj = act.q_unshifted.as_ref().unwrap_or(q);
             let k_proj = act.k_unshifted.as_ref().unwrap_or(k);
+            rec.matmul(&act.xn, &w.wq, q_proj, rows, dm, dm);
             rec.matmul(&act.xn, &w.wk, k_proj, rows, dm, dm);
             rec.matmul(&act.xn, &w.wv, &act.v, rows, dm, dm);
-            rec.rope(q, &act.q_rope, heads, c.rope_base);
+            rec.rope(q_proj, &act.q_rope, heads, c.rope_base);
             rec.rope(k_proj, &act.k_rope, heads, c.rope_base);
+            if let Some(shift) = &w.query_shift {
+                rec.key_shift(q_proj, shift, q, heads.n, rows, dm, c.query_shift);
+            }
             if let Some(shift) = &w.key_shift {
                 rec.key_shift(k_proj, shift, k, heads.n, rows, dm, c.key_shift);
             }

@@ -672,7 +672,8 @@ impl<'a> Recorder<'a> {
     }
 
     /// out = Σ_i c_i ⊙ K_{t−i} inside each segment of `n` rows: `k` and `out`
-    /// `[rows][d_model]`, `shift` `[taps][d_model]` = c_0 … c_{taps−1}.
+    /// `[rows][d_model]`, `shift` `[taps][d_model]` = c_0 … c_{taps−1}. A query-shift
+    /// model shifts its memory queries with the same op.
     #[allow(clippy::too_many_arguments)]
     pub fn key_shift(
         &mut self,

@@ -193,10 +193,12 @@ impl Reference {
         let q = matmul(&xn, &layer.wq, rows, dm, dm);
         let k = matmul(&xn, &layer.wk, rows, dm, dm);
         let v = matmul(&xn, &layer.wv, rows, dm, dm);
-        let k_mem = layer.key_shift.as_ref().map(|shift| {
-            let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
-            key_shift(&k, shift, dm, &starts)
-        });
+        // A shift model's memory keys and queries (the same convolution, own taps).
+        let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
+        let shift = |x: &[f32], taps: &Option<Vec<f32>>| {
+            taps.as_ref().map(|taps| key_shift(x, taps, dm, &starts))
+        };
+        let (q_mem, k_mem) = (shift(&q, &layer.query_shift), shift(&k, &layer.key_shift));
         // Heads are independent from the projections to the gate: each walks the
         // segments in order with its own part of the memory, on a core of its own.
         let heads = parallel_map(rows, h, |head| {
@@ -204,7 +206,7 @@ impl Reference {
             let qkv = [columns(&q), columns(&k), columns(&v)];
             self.head(
                 qkv,
-                k_mem.as_deref().map(columns),
+                [q_mem.as_deref().map(columns), k_mem.as_deref().map(columns)],
                 memory.head(head, d),
                 layer.beta[head],
                 chunk,
@@ -232,11 +234,12 @@ impl Reference {
 
     /// One head through the chunk, segment by segment: its A, memory share per row,
     /// memory after the last write and, if `recall`, its recall taps. The memory is
-    /// written with `k_mem` where the model shifts its keys, with K otherwise.
+    /// read with `q_mem` and written with `k_mem` where the model shifts them, with Q
+    /// and K otherwise.
     fn head(
         &self,
         [q, k, v]: [Vec<f32>; 3],
-        k_mem: Option<Vec<f32>>,
+        [q_mem, k_mem]: [Option<Vec<f32>>; 2],
         mut memory: LayerMemory,
         beta: f32,
         chunk: &Chunk,
@@ -245,13 +248,19 @@ impl Reference {
         let d = self.model.config.head_dim;
         let (mut a, mut share) = (Vec::with_capacity(chunk.rows * d), Vec::new());
         let mut taps = recall.then(|| HeadRecall {
-            sigma_q: q.iter().map(|&x| sigma(x)).collect(),
+            sigma_q: q_mem
+                .as_ref()
+                .unwrap_or(&q)
+                .iter()
+                .map(|&x| sigma(x))
+                .collect(),
             a_mem: Vec::with_capacity(chunk.rows * d),
             delta_z: Vec::with_capacity(chunk.segments.len() * d),
         });
         let mut segments_written = self.segments_written;
         for (segment, span) in chunk.segments.iter().zip(&chunk.spans) {
             let own = span.start * d..span.end * d;
+            let q_mem = &q_mem.as_ref().unwrap_or(&q)[own.clone()];
             let k_mem = &k_mem.as_ref().unwrap_or(&k)[own.clone()];
             let (q, k, v) = (&q[own.clone()], &k[own.clone()], &v[own]);
             let a_dot = attention(
@@ -263,7 +272,7 @@ impl Reference {
             );
             let has_memory = segments_written > 0;
             let read_memory = has_memory && self.options.memory == MemoryMode::On;
-            let a_mem = memory_read(q, &memory, 1, d, read_memory);
+            let a_mem = memory_read(q_mem, &memory, 1, d, read_memory);
             if let Some(taps) = taps.as_mut() {
                 taps.a_mem.extend(&a_mem);
                 let mut delta_z = vec![0.0; d];

@@ -181,7 +181,8 @@ fn sigma_of_head(x: &[f32], h: usize, n_heads: usize, d: usize) -> Vec<f32> {
     columns
 }
 
-/// The memory's keys of the key-shift variant (`Config::key_shift`, beyond the paper):
+/// The memory's keys of the key-shift variant (`Config::key_shift`, beyond the paper),
+/// and with their own taps its queries (`Config::query_shift`):
 /// K̃_t = Σ_i c_i ⊙ K_{t−i} for `k` `[t][d_model]` and `shift` `[w][d_model]` = the taps
 /// c_0 … c_{w−1}, with no term from before a segment's first token (the rows in
 /// `starts`), so each segment's keys depend on that segment alone, like its local

@@ -24,6 +24,7 @@ pub fn odd_config(rule: UpdateRule) -> Config {
         norm_eps: 1e-5,
         train_context: 104,
         key_shift: 0,
+        query_shift: 0,
     }
 }
 

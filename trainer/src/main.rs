@@ -94,6 +94,10 @@ struct Args {
     /// model's keys start as they were (unshifted, or a narrower shift widened by zeros).
     #[arg(long, default_value_t = 0)]
     key_shift: usize,
+    /// The same for the queries that read the memory (`Config::query_shift`); with
+    /// --init, the given model's queries start unshifted (or as they were).
+    #[arg(long, default_value_t = 0)]
+    query_shift: usize,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -129,6 +133,7 @@ fn train(args: &Args) -> Result<(), String> {
         None => train::config(&args.preset, rule)?,
     };
     config.key_shift = config.key_shift.max(args.key_shift);
+    config.query_shift = config.query_shift.max(args.query_shift);
     config.validate().map_err(|e| e.to_string())?;
     let shape = Shape {
         order: if args.by_segment {
@@ -203,7 +208,7 @@ fn train(args: &Args) -> Result<(), String> {
             Some(model) => model.weights,
             None => train::initial_weights(&config, args.seed),
         };
-        train::add_key_shift(&config, &mut weights);
+        train::add_shifts(&config, &mut weights);
         (
             InfiniModel::from_weights(&config, &weights, &device),
             Progress {
@@ -347,11 +352,12 @@ fn train(args: &Args) -> Result<(), String> {
                         .join("/")
                 })
                 .collect();
-            // How much of the token before the keys take: mean |c_1| per layer.
+            // How much of the token before the keys (then the queries) take: mean |c_1|
+            // per layer.
             let shifts: Vec<String> = model
                 .layers
                 .iter()
-                .filter_map(|l| l.key_shift.as_ref())
+                .flat_map(|l| l.key_shift.iter().chain(&l.query_shift))
                 .map(|s| {
                     let taps = s.val().try_into_vec_as::<f32>().unwrap();
                     let c1 = &taps[config.d_model..2 * config.d_model];

@@ -26,6 +26,9 @@ pub struct Layer {
     /// `[w, d_model]`: the taps of a key-shift model's convolution on the memory's keys
     /// (`Config::key_shift` = w).
     pub key_shift: Option<Param<Tensor<2>>>,
+    /// `[w, d_model]`: the same for the queries that read the memory
+    /// (`Config::query_shift` = w).
+    pub query_shift: Option<Param<Tensor<2>>>,
 }
 
 #[derive(Module, Debug)]
@@ -109,6 +112,10 @@ impl InfiniModel {
                     .key_shift
                     .as_ref()
                     .map(|s| param(s, [config.key_shift, d], device)),
+                query_shift: l
+                    .query_shift
+                    .as_ref()
+                    .map(|s| param(s, [config.query_shift, d], device)),
             })
             .collect();
         Self {
@@ -135,6 +142,7 @@ impl InfiniModel {
                 w_up: values(&l.w_up),
                 w_down: values(&l.w_down),
                 key_shift: l.key_shift.as_ref().map(values),
+                query_shift: l.query_shift.as_ref().map(values),
             })
             .collect();
         Weights {
@@ -144,11 +152,15 @@ impl InfiniModel {
         }
     }
 
-    /// The gates β and a key-shift model's shifts: per-head and per-channel gains that
-    /// get their own learning rate and no weight decay (decay would pull a, the shift's
-    /// weight on the token itself, away from 1).
+    /// The gates β and a shift model's shifts: per-head and per-channel gains that
+    /// get their own learning rate and no weight decay (decay would pull c_0, the
+    /// shift's weight on the token itself, away from 1).
     pub fn gain_ids(&self) -> Vec<ParamId> {
-        let shifts = self.layers.iter().flat_map(|l| &l.key_shift).map(|p| p.id);
+        let shifts = self
+            .layers
+            .iter()
+            .flat_map(|l| l.key_shift.iter().chain(&l.query_shift))
+            .map(|p| p.id);
         self.layers
             .iter()
             .map(|l| l.beta.id)
@@ -507,10 +519,8 @@ impl Layer {
         let local = (g.clone().neg() + 1.0) * a_dot;
         // Memory off (the control model): the read returns 0 and nothing need be written.
         let a = if s.memory {
-            let k = match &self.key_shift {
-                Some(shift) => key_shift(k, shift),
-                None => k,
-            };
+            let k = shifted(k, &self.key_shift);
+            let q = shifted(q, &self.query_shift);
             let (m_prev, z_prev) = match s.order {
                 Order::Layered => walk(sigma(k), v, batch, memory, s.rule),
                 Order::BySegment => write(sigma(k), v, memory, s.rule),
@@ -530,10 +540,11 @@ impl Layer {
     }
 }
 
-/// The memory's keys of a key-shift model: K̃_t = Σ_i c_i ⊙ K_{t−i} for K
+/// The memory's keys (or queries) of a shift model: K̃_t = Σ_i c_i ⊙ K_{t−i} for K
 /// `[rows, H, N, d]` (a row is one segment, so nothing comes from before its first
-/// token) and `shift` `[w, H·d]` = c_0 … c_{w−1}.
-fn key_shift(k: Tensor<4>, shift: &Param<Tensor<2>>) -> Tensor<4> {
+/// token) and `shift` `[w, H·d]` = c_0 … c_{w−1}; K itself without a shift.
+fn shifted(k: Tensor<4>, shift: &Option<Param<Tensor<2>>>) -> Tensor<4> {
+    let Some(shift) = shift else { return k };
     let [rows, h, len, d] = k.dims();
     let taps = shift.dims()[0];
     let c = shift.val().reshape([taps, h, 1, d]);

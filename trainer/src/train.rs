@@ -24,6 +24,7 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
         norm_eps: 1e-5,
         train_context: 4096,
         key_shift: 0,
+        query_shift: 0,
     };
     match preset {
         // The shipped infini-tiny: 4 heads per layer, 4.46M parameters.
@@ -65,23 +66,30 @@ pub fn initial_weights(config: &Config, seed: u64) -> infiniscope::weights::Weig
     for layer in &mut weights.layers {
         layer.beta.fill(0.0);
         layer.key_shift = None;
+        layer.query_shift = None;
     }
-    add_key_shift(config, &mut weights);
+    add_shifts(config, &mut weights);
     weights
 }
 
-/// Gives every layer of a key-shift model the taps its config asks for: c_0 = 1 and the
-/// others 0 where a layer has none (K̃ = K, so the model starts as the paper's, from
-/// scratch or from a model trained without the shift), and zero taps appended where a
-/// layer has fewer (a model continued with a wider convolution starts where it was).
-pub fn add_key_shift(config: &Config, weights: &mut infiniscope::weights::Weights) {
-    let (d, taps) = (config.d_model, config.key_shift);
-    if taps == 0 {
-        return;
-    }
+/// Gives every layer of a shift model the key and query taps its config asks for:
+/// c_0 = 1 and the others 0 where a layer has none (K̃ = K, so the model starts as the
+/// paper's, from scratch or from a model trained without the shift), and zero taps
+/// appended where a layer has fewer (a model continued with a wider convolution starts
+/// where it was).
+pub fn add_shifts(config: &Config, weights: &mut infiniscope::weights::Weights) {
+    let d = config.d_model;
     for layer in &mut weights.layers {
-        let shift = layer.key_shift.get_or_insert_with(|| vec![1.0; d]);
-        shift.resize(taps * d, 0.0);
+        for (taps, shift) in [
+            (config.key_shift, &mut layer.key_shift),
+            (config.query_shift, &mut layer.query_shift),
+        ] {
+            if taps > 0 {
+                shift
+                    .get_or_insert_with(|| vec![1.0; d])
+                    .resize(taps * d, 0.0);
+            }
+        }
     }
 }
 

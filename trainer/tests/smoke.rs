@@ -23,12 +23,12 @@ fn smoke(rule: UpdateRule) -> (infiniscope::Config, Tokenizer) {
     (config, tokenizer)
 }
 
-/// Both update rules, and the key-shift variant (beyond the paper, three taps) with the
-/// delta rule: (rule, key_shift).
-const VARIANTS: [(UpdateRule, usize); 3] = [
-    (UpdateRule::Delta, 0),
-    (UpdateRule::Linear, 0),
-    (UpdateRule::Delta, 3),
+/// Both update rules, and the shift variant (beyond the paper, three taps on the keys,
+/// two on the queries) with the delta rule: (rule, key_shift, query_shift).
+const VARIANTS: [(UpdateRule, usize, usize); 3] = [
+    (UpdateRule::Delta, 0, 0),
+    (UpdateRule::Linear, 0, 0),
+    (UpdateRule::Delta, 3, 2),
 ];
 
 fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
@@ -39,9 +39,10 @@ fn tokens_tensor(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
 /// Per-position loss of the burn model, and the engine's, on the same text.
 #[test]
 fn engines_reproduce_the_trainers_loss() {
-    for (rule, key_shift) in VARIANTS {
+    for (rule, key_shift, query_shift) in VARIANTS {
         let (mut config, tokenizer) = smoke(rule);
         config.key_shift = key_shift;
+        config.query_shift = query_shift;
         let device = Device::flex();
         let mut weights = Weights::random(&config, 5);
         for layer in &mut weights.layers {
@@ -95,12 +96,12 @@ fn engines_reproduce_the_trainers_loss() {
             let mean = got.iter().sum::<f32>() / got.len() as f32;
             assert!(
                 (mean - trainer_loss).abs() <= 1e-3 * trainer_loss,
-                "{rule:?} key shift {key_shift} {name}: {mean} vs trainer {trainer_loss}"
+                "{rule:?} shifts {key_shift}/{query_shift} {name}: {mean} vs trainer {trainer_loss}"
             );
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= 1e-3 * w.abs().max(1.0),
-                    "{rule:?} key shift {key_shift} {name} position {i}: {g} vs {w}"
+                    "{rule:?} shifts {key_shift}/{query_shift} {name} position {i}: {g} vs {w}"
                 );
             }
         }
@@ -199,9 +200,10 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
 /// last segment, gates away from 0.5 so the memory read matters.
 #[test]
 fn layered_forward_and_gradients_equal_segment_by_segment() {
-    for (rule, key_shift) in VARIANTS {
+    for (rule, key_shift, query_shift) in VARIANTS {
         let (mut config, _) = smoke(rule);
         config.key_shift = key_shift;
+        config.query_shift = query_shift;
         let device = Device::flex().autodiff();
         let mut weights = Weights::random(&config, 8);
         for layer in &mut weights.layers {
@@ -243,7 +245,7 @@ fn layered_forward_and_gradients_equal_segment_by_segment() {
                 g.extend(grad_of(&l.wq));
                 g.extend(grad_of(&l.wk));
                 g.extend(grad_of(&l.wv));
-                if let Some(shift) = &l.key_shift {
+                for shift in l.key_shift.iter().chain(&l.query_shift) {
                     g.extend(grad_of(shift));
                 }
                 g.extend(
@@ -268,7 +270,7 @@ fn layered_forward_and_gradients_equal_segment_by_segment() {
                 .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(
                 worst <= 1e-4 * scale.max(1.0),
-                "{rule:?} key shift {key_shift} {what}: differ by {worst} (scale {scale})"
+                "{rule:?} shifts {key_shift}/{query_shift} {what}: differ by {worst} (scale {scale})"
             );
         };
         close(&layered, &by_segment, "logits");
