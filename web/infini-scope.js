@@ -11,7 +11,8 @@
 //   <infini-scope model="models/infini-tiny/" autorun></infini-scope>
 
 import { bytes } from "./infiniscope.js";
-import { el, LIGHT, mean, readPalette } from "./scope/draw.js";
+import { el, LIGHT, readPalette } from "./scope/draw.js";
+import { mean } from "./scope/stats.js";
 import { numbersCsv, panelPng, save } from "./scope/exports.js";
 import { FootprintPanel } from "./scope/footprint-panel.js";
 import { GatesPanel } from "./scope/gates-panel.js";
@@ -35,6 +36,12 @@ const PANELS = [
 ];
 /** The drawings that summarise a run, made a few per frame (#drawSome). */
 const DRAWN = ["status", "memory", "norms", "loss"];
+/**
+ * Milliseconds of drawing per frame. A frame's layout, paint and commit come on top
+ * (10–30 ms in a reading's first frames on a 2-core machine with a software GPU),
+ * and a drawing started before the limit runs to its end.
+ */
+const FRAME_MS = 6;
 /** Below this width (CSS px) the panels stack in one column. */
 const NARROW = 720;
 
@@ -217,6 +224,7 @@ export class InfiniScope extends HTMLElement {
     if (!this.#loaded) return;
     this.#panels.gates.recolour(this.#palette);
     this.#panels.text.retint(this.#palette);
+    if (!this.#run) this.#panels.memory.paintEmpty(this.#palette);
     this.#drawRecall();
     this.#scheduleDraw();
   }
@@ -291,7 +299,7 @@ export class InfiniScope extends HTMLElement {
   #buildPanels({ model, info }) {
     const { gates, memory, text, footprint } = this.#panels;
     gates.build(info.config, model.gates(), model.head_kinds(), info.thresholds, this.#palette);
-    memory.build(info.config);
+    memory.build(info.config, this.#palette);
     text.build(info.config);
     footprint.build(info);
     this.#showLayer();
@@ -427,13 +435,13 @@ export class InfiniScope extends HTMLElement {
 
   /**
    * Redraws what summarises the whole run so far, a frame at a time: the drawings due
-   * are made in turn until about 10 ms have gone, the rest in the next frames (the
+   * are made in turn until FRAME_MS have gone, the rest in the next frames (the
    * main thread stays free for input; none waits for long).
    */
   #drawSome() {
     this.#drawPending = false;
     const began = performance.now();
-    while (this.#dirty.size && performance.now() - began < 10) {
+    while (this.#dirty.size && performance.now() - began < FRAME_MS) {
       const step = DRAWN.find((s, i) => this.#dirty.has(s) && i >= this.#cursor) ?? DRAWN.find((s) => this.#dirty.has(s));
       this.#dirty.delete(step);
       this.#cursor = (DRAWN.indexOf(step) + 1) % DRAWN.length;

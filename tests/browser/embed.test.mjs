@@ -65,10 +65,20 @@ test("an element out of view keeps reading but draws only once it is scrolled to
         }),
     );
     assert.ok(done.tokens > 0, "it read");
-    const widths = () => page.evaluate(() => [...document.getElementById("below").shadowRoot.querySelectorAll(".heads canvas.m")].map((c) => c.width));
-    assert.ok((await widths()).every((w) => w !== 64), "no heatmap drawn while out of view");
+    // Heatmaps show the empty memory (every cell the scale's middle) until drawn:
+    // pixels unlike each heatmap's first, per heatmap.
+    await page.evaluate(() => {
+      window.inked = () =>
+        [...document.getElementById("below").shadowRoot.querySelectorAll(".heads canvas.m")].map((c) => {
+          const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+          let coloured = 0;
+          for (let i = 0; i < data.length; i += 4) if (data[i] !== data[0] || data[i + 1] !== data[1] || data[i + 2] !== data[2]) coloured++;
+          return coloured;
+        });
+    });
+    assert.ok(await page.evaluate(() => window.inked().every((n) => n === 0)), "no heatmap drawn while out of view");
     await page.evaluate(() => document.getElementById("below").scrollIntoView());
-    await page.waitForFunction(() => [...document.getElementById("below").shadowRoot.querySelectorAll(".heads canvas.m")].every((c) => c.width === 64));
+    await page.waitForFunction(() => window.inked().every((n) => n > 0));
   } finally {
     await chrome.close();
   }

@@ -51,8 +51,9 @@ test("the page reads a pasted text on WebGPU and shows the CLI's numbers", async
     return {
       heatmaps: [...root.querySelectorAll(".heads canvas.m")].map(inked),
       z: [...root.querySelectorAll(".heads canvas.z")].map(inked),
-      normLines: root.querySelectorAll("svg.norms path").length,
-      lossLines: root.querySelectorAll("svg.loss-chart path").length,
+      // Lines with points (the empty charts have their lines' elements already).
+      normLines: [...root.querySelectorAll("svg.norms path")].filter((p) => p.getAttribute("d")).length,
+      lossLines: [...root.querySelectorAll("svg.loss-chart path")].filter((p) => p.getAttribute("d")).length,
       text: root.querySelector(".text").textContent,
       tinted: [...root.querySelectorAll(".text span")].filter((s) => s.style.background).length,
       kv: root.querySelector(".kv-bytes").textContent,

@@ -67,37 +67,6 @@ export function tint(element, s, palette = LIGHT) {
   element.style.color = 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.18 ? "#111" : "#f2f2f2";
 }
 
-/** The q-quantile of |values| (robust colour scale: a few large entries do not wash the rest out). */
-export function absQuantile(values, q) {
-  const step = Math.max(1, Math.floor(values.length / 4096));
-  const sample = new Float32Array(Math.ceil(values.length / step));
-  for (let i = 0, j = 0; i < values.length; i += step, j++) sample[j] = Math.abs(values[i]);
-  if (!sample.length) return 0;
-  return select(sample, Math.min(sample.length - 1, Math.floor(q * sample.length))) || 0;
-}
-
-/** The k-th smallest of `a` (reordered in place): quickselect, linear on average. */
-function select(a, k) {
-  let [lo, hi] = [0, a.length - 1];
-  while (lo < hi) {
-    const pivot = a[(lo + hi) >> 1];
-    let [i, j] = [lo, hi];
-    while (i <= j) {
-      while (a[i] < pivot) i++;
-      while (a[j] > pivot) j--;
-      if (i <= j) {
-        const t = a[i];
-        a[i++] = a[j];
-        a[j--] = t;
-      }
-    }
-    if (k <= j) hi = j;
-    else if (k >= i) lo = i;
-    else break;
-  }
-  return a[k];
-}
-
 /** 257 colours of the diverging scale from −1 to 1 as RGBA words, per palette. */
 const ramps = new WeakMap();
 function ramp(palette) {
@@ -137,18 +106,48 @@ export function heatmap(canvas, values, offset, rows, cols, scale, palette = LIG
   ctx.putImageData(image, 0, 0);
 }
 
+/** Each chart's SVG elements, reused from one drawing to the next. */
+const charts = new WeakMap();
+
 /**
  * A small line chart of several series (arrays of numbers, NaN = gap) in an SVG.
  * `series` = [{ values, colour, label }]. Text takes its colour from the theme (CSS).
+ * A redraw changes only what differs: new SVG text is laid out again, which took
+ * 10–19 ms a frame when the chart was rebuilt for each segment.
  */
 export function lineChart(svg, series, { width = 360, height = 120, yLabel = "", xUnit = "segments" } = {}) {
-  svg.replaceChildren();
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const all = series.flatMap((s) => s.values.filter(Number.isFinite));
-  if (all.length === 0) return;
-  const pad = { l: 40, r: 6, t: 6, b: 16 };
-  let lo = Math.min(...all);
-  let hi = Math.max(...all);
+  let chart = charts.get(svg);
+  if (chart?.paths.length !== series.length) {
+    svg.replaceChildren();
+    chart = null;
+  }
+  // Built even with nothing to draw yet (a panel's empty chart: its axes, its lines'
+  // elements), so that a reading's first frame only moves what is already laid out.
+  if (!chart) {
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const text = (attrs) => {
+      const t = document.createElementNS(SVG_NS, "text");
+      for (const [k, v] of Object.entries({ class: "axis", ...attrs })) t.setAttribute(k, v);
+      return svg.appendChild(t);
+    };
+    const pad = { l: 40, r: 6, t: 6, b: 16 };
+    chart = {
+      pad,
+      texts: [text({ x: 2, y: pad.t + 8 }), text({ x: 2, y: height - pad.b }), text({ x: pad.l, y: height - 2 }), text({ x: width - pad.r, y: height - 2, "text-anchor": "end" })],
+      paths: series.map(() => {
+        const path = svg.appendChild(document.createElementNS(SVG_NS, "path"));
+        path.setAttribute("fill", "none");
+        path.setAttribute("stroke-width", "1.5");
+        path.append(document.createElementNS(SVG_NS, "title"));
+        return path;
+      }),
+    };
+    charts.set(svg, chart);
+  }
+  const { pad } = chart;
+  let lo = all.length ? Math.min(...all) : 0;
+  let hi = all.length ? Math.max(...all) : 1;
   if (hi - lo < 1e-9) hi = lo + 1;
   // A long text has tens of thousands of segments: draw at most ~600 points per line.
   const total = Math.max(...series.map((s) => s.values.length));
@@ -157,45 +156,18 @@ export function lineChart(svg, series, { width = 360, height = 120, yLabel = "",
   const n = Math.max(...series.map((s) => s.values.length));
   const x = (i) => pad.l + ((width - pad.l - pad.r) * i) / Math.max(1, n - 1);
   const y = (v) => pad.t + (height - pad.t - pad.b) * (1 - (v - lo) / (hi - lo));
-  const text = (content, attrs) => {
-    const t = document.createElementNS(SVG_NS, "text");
-    t.textContent = content;
-    for (const [k, v] of Object.entries(attrs)) t.setAttribute(k, v);
-    svg.append(t);
-  };
-  text(hi.toPrecision(3), { x: 2, y: pad.t + 8, class: "axis" });
-  text(lo.toPrecision(3), { x: 2, y: height - pad.b, class: "axis" });
-  text(yLabel, { x: pad.l, y: height - 2, class: "axis" });
-  text(`${total} ${xUnit}`, { x: width - pad.r, y: height - 2, class: "axis", "text-anchor": "end" });
-  for (const s of series) {
+  const labels = all.length ? [hi.toPrecision(3), lo.toPrecision(3), yLabel, `${total} ${xUnit}`] : ["", "", yLabel, `0 ${xUnit}`];
+  chart.texts.forEach((t, i) => t.textContent !== labels[i] && (t.textContent = labels[i]));
+  series.forEach((s, k) => {
     let d = "";
     s.values.forEach((v, i) => {
       if (Number.isFinite(v)) d += `${d && Number.isFinite(s.values[i - 1]) ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
     });
-    const path = document.createElementNS(SVG_NS, "path");
+    const path = chart.paths[k];
     path.setAttribute("d", d);
-    path.setAttribute("stroke", s.colour);
-    path.setAttribute("fill", "none");
-    path.setAttribute("stroke-width", "1.5");
-    const title = document.createElementNS(SVG_NS, "title");
-    title.textContent = s.label;
-    path.append(title);
-    svg.append(path);
-  }
-}
-
-/** Frobenius norm of `len` values from `offset`. */
-export function norm(values, offset, len) {
-  let s = 0;
-  for (let i = offset; i < offset + len; i++) s += values[i] * values[i];
-  return Math.sqrt(s);
-}
-
-/** The mean of an array of numbers (NaN for none). */
-export function mean(values) {
-  let s = 0;
-  for (const v of values) s += v;
-  return values.length ? s / values.length : NaN;
+    if (path.getAttribute("stroke") !== s.colour) path.setAttribute("stroke", s.colour);
+    if (path.firstChild.textContent !== s.label) path.firstChild.textContent = s.label;
+  });
 }
 
 /** An element with a class and optional text: panels build their DOM from these. */

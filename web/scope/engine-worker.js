@@ -9,6 +9,7 @@
 // SegmentResult (taps) → a digest posted to the page.
 
 import init, { live_bytes, Session, WebModel } from "../infiniscope.js";
+import { summarise } from "./stats.js";
 import { nextTask } from "./tasks.js";
 
 /** Characters handed to the tokenizer per step: a few milliseconds of work. */
@@ -29,6 +30,7 @@ const texts = new Map();
 class Reader {
   constructor(model, { text, tokens, baseline }) {
     this.model = model;
+    this.config = JSON.parse(model.info).config;
     this.text = text;
     this.tokens = tokens;
     this.session = new Session(model, true);
@@ -102,7 +104,7 @@ class Reader {
         for (const result of [...results, ...baselines]) result.free();
         segments += results.length;
         this.ahead++;
-        const transfer = digests.flatMap((d) => [d.loss.buffer, d.share.buffer, d.m.buffer, d.z.buffer, d.ids.buffer]);
+        const transfer = digests.flatMap((d) => [d.loss.buffer, d.share.buffer, d.m.buffer, d.z.buffer, d.ids.buffer, d.shareSums.buffer, d.headShares.buffer]);
         const progress = { tokensFed: this.tokensFed, charsDone: this.charsDone, recallSegments: this.session.recall_segments };
         postMessage({ run, segments: digests, progress }, transfer);
         await nextTask();
@@ -115,20 +117,24 @@ class Reader {
 
   /**
    * What the page keeps of a segment: the getters' arrays (each already a copy out of
-   * wasm memory, owning its buffer), moved to the page without a second copy.
+   * wasm memory, owning its buffer), moved to the page without a second copy, and
+   * what the panels show of them (scope/stats.js), summed up here rather than on the
+   * page's main thread.
    */
   #digest(result, baseline) {
     const ids = result.tokens;
     const pieces = this.pieces.splice(0, ids.length);
+    const [share, m, z] = [result.share, result.m, result.z];
     return {
       index: result.index,
       ids,
       pieces,
       loss: result.loss,
       baselineLoss: baseline ? baseline.loss : null,
-      share: result.share,
-      m: result.m,
-      z: result.z,
+      share,
+      m,
+      z,
+      ...summarise({ share, m, z }, ids.length, this.config),
       device: result.device,
       recovered: result.recovered,
     };

@@ -28,6 +28,7 @@ export class LossPanel {
     const details = el("details");
     details.append(el("summary", "", "table"), table);
     body.append(this.#chart, details);
+    lineChart(this.#chart, [{ values: [], label: "memory on" }], { yLabel: "memory on" });
   }
 
   clear() {

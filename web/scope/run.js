@@ -6,7 +6,7 @@
 // Data flows one way: text → worker (tokens → segments → layers → taps) → Run.record
 // → the panels.
 
-import { mean, norm } from "./draw.js";
+import { mean } from "./stats.js";
 import { call, listen } from "./engine.js";
 import { Rows } from "./exports.js";
 import { nextTask } from "./tasks.js";
@@ -60,7 +60,7 @@ export class Run {
     /** ‖M‖ and ‖z‖ per head, each time the engine reported the memory. */
     this.mNorms = [];
     this.zNorms = [];
-    /** Memory after the last SNAPSHOTS segments that reported it: { index, m, z, mNorms, zNorms }. */
+    /** Memory after the last SNAPSHOTS segments that reported it: { index, m, z, mNorms, zNorms, mScales, zScales }. */
     this.snapshots = [];
     /** The segment the memory panel shows (null: the latest, live). */
     this.scrubbed = null;
@@ -139,33 +139,17 @@ export class Run {
   }
 
   /** @returns {SegmentDigest} */
-  #record({ index, ids, pieces, loss, baselineLoss, share, m, z, device, recovered }) {
-    const { n_layers: layers, n_heads: heads, head_dim: d } = this.info.config;
+  #record({ index, ids, pieces, loss, baselineLoss, share, m, z, shareSums, headShares, memory, device, recovered }) {
     const n = ids.length;
-    const headShares = new Float32Array(layers * heads);
-    for (let l = 0; l < layers; l++) {
-      for (let t = 0; t < n; t++) {
-        for (let h = 0; h < heads; h++) headShares[l * heads + h] += share[(l * n + t) * heads + h];
-      }
-    }
-    for (let i = 0; i < layers * heads; i++) {
-      this.shareSum[i] += headShares[i];
-      headShares[i] /= Math.max(n, 1);
-    }
+    shareSums.forEach((s, i) => (this.shareSum[i] += s));
     this.headShares.push(headShares);
     this.segmentTokens.push(n);
-    // M and z come with the last segment of each chunk.
-    const hasMemory = m.length > 0;
+    // M and z come with the last segment of each chunk, summed up by the worker.
+    const hasMemory = memory !== null;
     if (hasMemory) {
-      const mNorms = [];
-      const zNorms = [];
-      for (let i = 0; i < layers * heads; i++) {
-        mNorms.push(norm(m, i * d * d, d * d));
-        zNorms.push(norm(z, i * d, d));
-      }
-      this.mNorms.push(mNorms);
-      this.zNorms.push(zNorms);
-      this.snapshots.push({ index, m, z, mNorms, zNorms });
+      this.mNorms.push(memory.mNorms);
+      this.zNorms.push(memory.zNorms);
+      this.snapshots.push({ index, m, z, ...memory });
       if (this.snapshots.length > SNAPSHOTS) this.snapshots.shift();
     }
     // Only segments that still have recall maps (the engine's cap) are kept to quote.

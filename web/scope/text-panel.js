@@ -2,8 +2,9 @@
 // share, for one head or the mean), segment starts marked; a selected token's
 // recall map above it. Tokens are text nodes only: pasted HTML stays text.
 
-import { el, legend, mean, tint } from "./draw.js";
+import { el, legend, tint } from "./draw.js";
 import { RecallStrip } from "./recall-strip.js";
+import { mean } from "./stats.js";
 
 /** Tokens kept in the text panel (the text may be any length). */
 const SHOWN_TOKENS = 2048;
@@ -17,6 +18,11 @@ const SHOWN_TOKENS = 2048;
  * second time in that frame (20 ms on the first segment of a run).
  */
 const BLOCK_TOKENS = 256;
+/**
+ * What the text box says before a reading: its font laid out at load, not in a
+ * reading's first frame (where the first line of tokens took 28 ms of layout).
+ */
+const EMPTY = "Nothing read yet. The text appears here as the model reads it, each token tinted by how much it leaned on memory.";
 const HINT = "Click a token (or focus the text and press ← →) to see which earlier segments its memory read draws on.";
 
 export class TextPanel {
@@ -24,8 +30,9 @@ export class TextPanel {
   static help =
     "The text is read in segments (a thin mark starts each). For every token the memory share says how much of its attention came from memory: share = g·‖A_mem‖ / (g·‖A_mem‖ + (1 − g)·‖A_dot‖) per head, or the mean over heads. Darker = more memory. Hover a token for its loss and each head's share; click one (or use ← →) for its recall map: which earlier segments its memory read draws on: segment j's recall share w_j = σ(q)·Δz_j / σ(q)·z, what it wrote to the read's normaliser.";
   static css = `
-  .text { max-height: 20em; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12.5px/1.6 var(--font); padding: .4em; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); }
+  .text { height: 20em; contain: strict; overflow: auto; white-space: pre-wrap; word-break: break-word; font: 12.5px/1.6 var(--font); padding: .4em; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); }
   .text .block:not(:last-child) { content-visibility: auto; contain-intrinsic-size: auto 8em; }
+  .text .empty { color: var(--muted); }
   .text span.seg { box-shadow: inset 2px 0 0 var(--muted); }
   .text span.selected { outline: 2px solid var(--accent); }
   .text span { transition: background-color .6s ease-out; }
@@ -75,6 +82,7 @@ export class TextPanel {
     this.#box.setAttribute("aria-label", "the text read, tinted by memory share; arrow keys select a token");
     this.#box.onkeydown = (e) => this.#key(e);
     body.append(controls, this.#tokenInfo, figure, this.#box);
+    this.clear();
   }
 
   build({ n_layers: layers, n_heads: heads }) {
@@ -93,7 +101,7 @@ export class TextPanel {
   }
 
   clear() {
-    this.#box.replaceChildren();
+    this.#box.replaceChildren(el("div", "empty", EMPTY));
     this.#spans = [];
     this.#observer.disconnect();
     this.#heights.clear();
@@ -109,6 +117,7 @@ export class TextPanel {
     const heads = this.#heads;
     const n = pieces.length;
     const box = this.#box;
+    if (this.#spans.length === 0) box.replaceChildren();
     let block = box.lastElementChild;
     if (!block || block.childElementCount >= BLOCK_TOKENS) {
       block = box.appendChild(el("div", "block"));
