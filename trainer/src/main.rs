@@ -98,6 +98,10 @@ struct Args {
     /// --init, the given model's queries start unshifted (or as they were).
     #[arg(long, default_value_t = 0)]
     query_shift: usize,
+    /// Longest training sequence (the config's `train_context`), for haystacks past
+    /// 4,096 tokens; default: the config's (4,096 for the presets).
+    #[arg(long)]
+    train_context: Option<usize>,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -134,6 +138,7 @@ fn train(args: &Args) -> Result<(), String> {
     };
     config.key_shift = config.key_shift.max(args.key_shift);
     config.query_shift = config.query_shift.max(args.query_shift);
+    config.train_context = args.train_context.unwrap_or(config.train_context);
     config.validate().map_err(|e| e.to_string())?;
     let shape = Shape {
         order: if args.by_segment {

@@ -53,8 +53,9 @@ pub fn config(preset: &str, rule: UpdateRule) -> Result<Config, String> {
 }
 
 /// Sequence lengths of the curriculum: the next is unlocked when passkey digits come
-/// back right at least this often; earlier lengths stay in the mix.
-pub const LENGTHS: [usize; 6] = [128, 256, 512, 1024, 2048, 4096];
+/// back right at least this often; earlier lengths stay in the mix. Lengths past the
+/// model's `train_context` are never reached.
+pub const LENGTHS: [usize; 8] = [128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 /// Segments per text sequence: gradients flow through M and z across all of them.
 pub const TEXT_SEGMENTS: usize = 16;
 pub const UNLOCK_ACCURACY: f32 = 0.8;
