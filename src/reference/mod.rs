@@ -193,10 +193,13 @@ impl Reference {
         let q = matmul(&xn, &layer.wq, rows, dm, dm);
         let k = matmul(&xn, &layer.wk, rows, dm, dm);
         let v = matmul(&xn, &layer.wv, rows, dm, dm);
-        // A shift model's memory keys and queries (the same convolution, own taps).
-        let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
+        // A shift model's memory keys and queries (the same convolution, own taps); the
+        // segment starts are gathered only for a model that has one.
         let shift = |x: &[f32], taps: &Option<Vec<f32>>| {
-            taps.as_ref().map(|taps| key_shift(x, taps, dm, &starts))
+            taps.as_ref().map(|taps| {
+                let starts: Vec<usize> = chunk.spans.iter().map(|s| s.start).collect();
+                key_shift(x, taps, dm, &starts)
+            })
         };
         let (q_mem, k_mem) = (shift(&q, &layer.query_shift), shift(&k, &layer.key_shift));
         // Heads are independent from the projections to the gate: each walks the
