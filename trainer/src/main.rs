@@ -72,6 +72,10 @@ struct Args {
     /// paper's repetitive text: prose writes far more distinct keys into memory.
     #[arg(long, default_value_t = 0.5)]
     prose_filler: f64,
+    /// Share of passkey steps at an earlier curriculum stage (one of those unlocked
+    /// before, drawn uniformly) rather than the newest, so shorter haystacks are kept.
+    #[arg(long, default_value_t = 0.3)]
+    review_share: f64,
     /// Tokens per optimizer step.
     #[arg(long, default_value_t = 4096)]
     step_tokens: usize,
@@ -257,10 +261,10 @@ fn train(args: &Args) -> Result<(), String> {
                 .wrapping_add(progress.step as u64),
         );
         // A step is all passkey or all text. Passkey lengths follow the curriculum:
-        // mostly the newest unlocked one, sometimes an earlier one so none is forgotten.
+        // mostly the newest unlocked one, a share `review_share` an earlier one.
         // Text always spans TEXT_SEGMENTS segments, so memory is trained over that many.
         let passkey_step = rng.random_bool(args.passkey_share);
-        let stage = if progress.stage > 0 && rng.random_bool(0.3) {
+        let stage = if progress.stage > 0 && rng.random_bool(args.review_share) {
             rng.random_range(0..progress.stage)
         } else {
             progress.stage
