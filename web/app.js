@@ -2,15 +2,24 @@
 // file, the bundled sample), the passkey experiment and continue-writing. All model
 // work goes through the element's methods.
 
-import "./infini-scope.js";
 import { readPalette } from "./scope/draw.js";
 import { clearModelCache } from "./scope/loader.js";
 import { RecallStrip } from "./scope/recall-strip.js";
 import { CONTROLS, TOKENS } from "./scope/style.js";
-import { format, parse } from "./state.js";
+import { MODELS, format, parse } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const scope = $("scope");
+
+// The state in the URL hash (state.js): applied on arrival, kept up to date after.
+const state = parse(location.hash);
+const keep = () => history.replaceState(null, "", format(state));
+
+// The model is named before the element is defined, so that only it is loaded.
+const modelUrl = (name) => new URL(`models/${name}/`, import.meta.url).href;
+scope.setAttribute("model", modelUrl(state.model));
+$("model").value = state.model;
+await import("./infini-scope.js");
 const SAMPLE = new URL("samples/paradise-lost.txt", import.meta.url);
 
 // The element's design tokens and controls, for the page too: one set of colours and type.
@@ -140,31 +149,77 @@ drop.ondrop = (e) => {
   if (file) loadFile(file);
 };
 
-// Passkey: results fill a length × depth grid as runs finish.
+// The model: the paper's infini-tiny or its shifted variant, both bundled. Switching
+// ends the reading on screen; the passkey grid keeps each model's answers.
+/** Makes `name` the element's model; resolves once it is ready (at once if it is). */
+function useModel(name) {
+  $("model").value = state.model = name;
+  keep();
+  describeModel();
+  if (scope.getAttribute("model") === modelUrl(name) && scope.model) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (e) => {
+      scope.removeEventListener("ready", done);
+      scope.removeEventListener("error", done);
+      e.type === "ready" ? resolve() : reject(new Error(e.detail.message));
+    };
+    scope.addEventListener("ready", done);
+    scope.addEventListener("error", done);
+    scope.setAttribute("model", modelUrl(name));
+  });
+}
+function describeModel() {
+  $("model-note").textContent = $("model").selectedOptions[0].title;
+}
+describeModel();
+$("model").onchange = () => useModel($("model").value).catch((e) => say($("input-message"), e.message, true));
+
+// Passkey: results fill a length × depth grid as runs finish, one line per model.
 const lengths = [...$("pk-length").options].map((o) => +o.value);
 const depths = [...$("pk-depth").options].map((o) => +o.value);
+const short = Object.fromEntries([...$("model").options].map((o) => [o.value, o.dataset.short]));
 const grid = $("pk-grid");
 grid.insertRow().innerHTML = `<th>length \\ depth</th>${depths.map((d) => `<th>${d}</th>`).join("")}`;
 for (const length of lengths) {
   const row = grid.insertRow();
   row.insertCell().outerHTML = `<th>${length}</th>`;
-  for (const depth of depths) Object.assign(row.insertCell(), { id: `pk-${length}-${depth}`, textContent: "·" });
+  for (const depth of depths) {
+    const cell = Object.assign(row.insertCell(), { id: `pk-${length}-${depth}` });
+    for (const name of MODELS) Object.assign(cell.appendChild(document.createElement("div")), { className: `pk-${name}`, textContent: "·" });
+  }
 }
-$("pk-run").onclick = async () => {
-  const length = +$("pk-length").value;
-  const depth = +$("pk-depth").value;
-  say($("pk-message"), `reading a ${length}-token haystack…`);
+/** Reads one haystack with the model in use and enters its answer. */
+async function passkey(length, depth, key) {
+  const name = state.model;
+  say($("pk-message"), `${short[name]}: reading a ${length}-token haystack…`);
+  const r = await scope.passkey(length, depth, key);
+  const line = $(`pk-${length}-${depth}`).querySelector(`.pk-${name}`);
+  line.textContent = `${short[name]} ${JSON.stringify(r.answer)} / ${r.key}`;
+  line.className = `pk-${name} ${r.correct ? "right" : "wrong"}`;
+  say($("pk-message"), `key ${r.key}, ${short[name]} answered ${JSON.stringify(r.answer)}${r.correct ? ": right" : ""}`);
+  drawRecall(r.recall);
+  return r;
+}
+/** Runs the experiment; `both`: the same haystack with the other model first, then this one. */
+async function runPasskey(both) {
+  const [length, depth, chosen] = [+$("pk-length").value, +$("pk-depth").value, state.model];
+  for (const button of [$("pk-run"), $("pk-both")]) button.disabled = true;
   try {
-    const r = await scope.passkey(length, depth);
-    const cell = $(`pk-${length}-${depth}`);
-    cell.textContent = `${JSON.stringify(r.answer)} / ${r.key}`;
-    cell.className = r.correct ? "right" : "wrong";
-    say($("pk-message"), `key ${r.key}, the model answered ${JSON.stringify(r.answer)}${r.correct ? ": right" : ""}`);
-    drawRecall(r.recall);
+    let key;
+    if (both) {
+      await useModel(MODELS.find((m) => m !== chosen));
+      key = (await passkey(length, depth)).key;
+      await useModel(chosen);
+    }
+    await passkey(length, depth, key === undefined ? undefined : +key);
   } catch (e) {
     say($("pk-message"), e.message, true);
+  } finally {
+    for (const button of [$("pk-run"), $("pk-both")]) button.disabled = false;
   }
-};
+}
+$("pk-run").onclick = () => runPasskey(false);
+$("pk-both").onclick = () => runPasskey(true);
 
 // The answer's recall map (the element's text panel shows the same one): the needle's
 // segment marked below the strip; click a segment to see it in the text panel.
@@ -198,9 +253,6 @@ $("forget").onclick = async () => {
   say($("forget-message"), freed ? `${(freed / 2 ** 20).toFixed(1)} MiB forgotten: the next visit downloads the model again.` : "Nothing was cached.");
 };
 
-// The state in the URL hash (state.js): applied on arrival, kept up to date after.
-const state = parse(location.hash);
-const keep = () => history.replaceState(null, "", format(state));
 if (state.panels) scope.setAttribute("panels", state.panels.join(","));
 scope.addEventListener("ready", () => state.head !== null && (scope.head = state.head), { once: true });
 scope.addEventListener("done", () => state.segment !== null && scope.scrub(state.segment), { once: true });

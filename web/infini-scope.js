@@ -250,6 +250,12 @@ export class InfiniScope extends HTMLElement {
       this.#$(".note").textContent = loaded.note ?? "";
       this.#$(".error").textContent = "";
       this.#$(".run").disabled = false;
+      // Another model's reading is over: its tokens and memory would mix two models.
+      const run = this.#run;
+      this.#run = null;
+      run?.cancel().then(() => run.free());
+      this.#panels.text.clear();
+      this.#panels.loss.clear();
       this.#buildPanels(loaded);
       this.#emit("ready", { device: loaded.model.device, note: loaded.note, config: loaded.info.config });
       if (this.hasAttribute("autorun") && this.#text) this.run();

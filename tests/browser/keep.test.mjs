@@ -107,9 +107,9 @@ test("the page's state round-trips through the URL hash", async () => {
   // Hostile or malformed values are dropped, not used.
   const odd = await page.evaluate(async () => {
     const { parse } = await import("./state.js");
-    return parse("#text=<script>&head=-1&segment=1e9&panels=gates,<img>");
+    return parse("#text=<script>&model=../../etc&head=-1&segment=1e9&panels=gates,<img>");
   });
-  assert.deepEqual(odd, { text: "sample", head: null, segment: null, panels: ["gates"] });
+  assert.deepEqual(odd, { text: "sample", model: "infini-tiny", head: null, segment: null, panels: ["gates"] });
   assert.deepEqual(page.problems, []);
   await page.close();
 });

@@ -16,8 +16,8 @@ const TEXT =
 const env = suite();
 mkdirSync(SHOTS, { recursive: true });
 
-async function readyPage() {
-  const page = await open(env.chrome, `${env.server.url}/`);
+async function readyPage(hash = "") {
+  const page = await open(env.chrome, `${env.server.url}/${hash}`);
   await modelLoaded(page);
   return page;
 }
@@ -189,14 +189,49 @@ test("a clicked token's recall map, the strip's jump, scrubbing back and linked 
   await page.close();
 });
 
+test("the shifted model: chosen in the URL, the same haystack as the paper's model, the CLI's answers", async () => {
+  const SHIFT = join(ROOT, "target/dist/models/infini-tiny-shift");
+  const page = await readyPage("#model=infini-tiny-shift");
+  assert.equal(await page.inputValue("#model"), "infini-tiny-shift");
+  assert.match((await shown(page, "#scope")).device, /4\.47M parameters/, "the shifted model (4,466,960 parameters) is loaded");
+  // Its free-running answer is the CLI's for the CLI's key: the wasm engine runs its shifts.
+  const cli = cliPasskey(256, 0.5, SHIFT);
+  const mine = await page.evaluate((key) => document.getElementById("scope").passkey(256, 0.5, +key), cli.key);
+  assert.deepEqual([mine.key, mine.answer], [cli.key, cli.answer], `greedy answer for key ${cli.key}`);
+  // Both models on one haystack: the paper's first, then this one; one line each, same key.
+  await page.selectOption("#pk-length", "256");
+  await page.selectOption("#pk-depth", "0");
+  await page.click("#pk-both");
+  const lines = ['[id="pk-256-0"] .pk-infini-tiny', '[id="pk-256-0"] .pk-infini-tiny-shift'];
+  await page.waitForFunction((lines) => lines.every((l) => / \/ \d{5}$/.test(document.querySelector(l).textContent)) && !document.getElementById("pk-run").disabled, lines, { timeout: 240_000 });
+  const [paper, shift] = await Promise.all(lines.map((l) => page.textContent(l)));
+  assert.match(paper, /^paper "\d*" \/ \d{5}$/);
+  assert.match(shift, /^shift "\d*" \/ \d{5}$/);
+  assert.equal(paper.split(" / ")[1], shift.split(" / ")[1], `one key for both: ${paper} | ${shift}`);
+  assert.equal(await page.inputValue("#model"), "infini-tiny-shift", "the chosen model is back");
+  assert.match((await shown(page, "#scope")).device, /4\.47M parameters/);
+  // Choosing the paper's model loads it, ends the shown reading and drops it from the URL.
+  await page.fill("#text", TEXT);
+  await runAndWait(page, "#scope", () => page.click("#read"));
+  assert.notEqual(await page.evaluate(() => document.getElementById("scope").numbers()), null, "the shifted model's reading is shown");
+  await page.selectOption("#model", "infini-tiny");
+  await page.waitForFunction(() => /4\.46M parameters/.test(document.getElementById("scope").shadowRoot.querySelector(".device").textContent));
+  assert.equal(await page.evaluate(() => location.hash), "#text=own");
+  assert.equal(await page.evaluate(() => document.getElementById("scope").numbers()), null, "no reading of the other model is kept");
+  await page.locator("section.experiments > div").first().screenshot({ path: join(SHOTS, "passkey-both.png") });
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
 test("passkey and continue-writing", async () => {
   const page = await readyPage();
   await page.selectOption("#pk-length", "256");
   await page.selectOption("#pk-depth", "0.5");
   await page.click("#pk-run");
-  await page.waitForFunction(() => / \/ \d{5}$/.test(document.getElementById("pk-256-0.5").textContent), null, { timeout: 180_000 });
-  const cell = await page.textContent('[id="pk-256-0.5"]');
-  const [answer, key] = cell.split(" / ");
+  const line = '[id="pk-256-0.5"] .pk-infini-tiny';
+  await page.waitForFunction((line) => / \/ \d{5}$/.test(document.querySelector(line).textContent), line, { timeout: 180_000 });
+  const cell = await page.textContent(line);
+  const [answer, key] = cell.replace(/^paper /, "").split(" / ");
   assert.equal(key.length, 5);
   assert.ok(JSON.parse(answer).length > 0, `the model's answer is shown beside the key: ${cell}`);
   // The page's free-running answer is the CLI's, for the CLI's key.
