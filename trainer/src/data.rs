@@ -97,6 +97,8 @@ pub struct Example {
     pub weights: Vec<f32>,
     /// For passkey examples: where the answer digits sit in `tokens`.
     pub answer_at: Option<usize>,
+    /// For passkey examples: where the needle starts in `tokens`.
+    pub needle_at: Option<usize>,
 }
 
 /// Weight of each answer digit's loss: one number among hundreds of text tokens.
@@ -107,12 +109,20 @@ pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Examp
         tokens: corpus.span(rng, length + 1).to_vec(),
         weights: vec![1.0; length],
         answer_at: None,
+        needle_at: None,
     }
 }
 
-/// A passkey haystack of `length + 1` tokens whose needle lies in an earlier segment
-/// than the question, so the key can only be recalled through memory. Filler is a span
-/// of a novel (a share `prose` of haystacks) or the paper's repetitive text.
+/// Share of passkey haystacks whose needle sits right before the question (depth 1, as
+/// `infiniscope passkey` places it), in the question's segment or the one before: there
+/// the key is read through local attention and the newest memory, which haystacks with an
+/// earlier needle never ask for (without them, depth 1 was the one depth keys failed at).
+pub const LATE_NEEDLE_SHARE: f64 = 0.15;
+
+/// A passkey haystack of `length + 1` tokens. Its needle lies in an earlier segment than
+/// the question, so the key can only be recalled through memory, except in a share
+/// `LATE_NEEDLE_SHARE` of haystacks where it sits right before the question. Filler is
+/// a span of a novel (a share `prose` of haystacks) or the paper's repetitive text.
 pub fn passkey_example(
     corpus: &Corpus,
     tokenizer: &Tokenizer,
@@ -128,20 +138,19 @@ pub fn passkey_example(
     };
     let total = length + 1;
     let last_segment_start = (total - passkey::DIGITS - 1) / segment_len * segment_len;
-    let mut example = None;
-    for _ in 0..8 {
-        let depth = rng.random_range(0.0..1.0f32);
+    let late = rng.random_bool(LATE_NEEDLE_SHARE);
+    let mut tries = 0;
+    let hay = loop {
+        let depth = if late { 1.0 } else { rng.random_range(0.0..1.0f32) };
         let key = rng.random_range(0..100_000u32);
         let hay =
             passkey::build(tokenizer, total, depth, key, &filler).expect("lengths fit a haystack");
-        // The needle (about 27 tokens) must end before the question's segment starts.
-        let done = hay.needle_at + 32 < last_segment_start;
-        example = Some(hay);
-        if done {
-            break;
+        tries += 1;
+        // Otherwise the needle (about 27 tokens) must end before the question's segment.
+        if late || hay.needle_at + 32 < last_segment_start || tries == 8 {
+            break hay;
         }
-    }
-    let hay = example.expect("at least one try");
+    };
     let mut weights = vec![1.0; length];
     let answer_at = hay.answer_at();
     for w in &mut weights[answer_at - 1..] {
@@ -151,5 +160,6 @@ pub fn passkey_example(
         tokens: hay.tokens,
         weights,
         answer_at: Some(answer_at),
+        needle_at: Some(hay.needle_at),
     }
 }

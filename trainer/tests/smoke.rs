@@ -156,6 +156,7 @@ fn a_few_steps_lower_the_loss_and_move_the_gates() {
             tokens: tokens[i * length..(i + 1) * length + 1].to_vec(),
             weights: vec![1.0; length],
             answer_at: None,
+            needle_at: None,
         })
         .collect();
     let (mut opt_main, mut opt_gates) = train::optimizers();
@@ -334,4 +335,41 @@ fn a_sequence_continues_from_a_carried_memory() {
             }
         }
     }
+}
+
+/// Passkey haystacks put the needle in a segment before the question's, except a share
+/// `LATE_NEEDLE_SHARE` that puts it right before the question (the evaluation's depth 1).
+#[test]
+fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
+    use rand::SeedableRng;
+    use trainer::data::{passkey_example, Corpus, LATE_NEEDLE_SHARE};
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let dir = tempfile::tempdir().unwrap();
+    for (split, text) in [("train", &TEXT[..60_000]), ("valid", &TEXT[60_000..70_000])] {
+        std::fs::create_dir(dir.path().join(split)).unwrap();
+        std::fs::write(dir.path().join(split).join("book.txt"), text).unwrap();
+    }
+    let corpus = Corpus::load(dir.path(), &tokenizer).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (length, n, draws) = (512, config.segment_len, 400);
+    // From a needle right before the question to the answer: the needle and the question.
+    let filler = &corpus.train[0].tokens;
+    let hay = infiniscope::passkey::build(&tokenizer, length + 1, 1.0, 12345, filler).unwrap();
+    let late_gap = hay.answer_at() - hay.needle_at;
+    let mut late = 0;
+    for _ in 0..draws {
+        let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, 0.5);
+        let (needle, answer) = (example.needle_at.unwrap(), example.answer_at.unwrap());
+        if answer - needle == late_gap {
+            late += 1;
+        } else {
+            let question_segment = (answer - 1) / n * n;
+            assert!(needle + 32 < question_segment, "needle at {needle}, answer at {answer}");
+        }
+    }
+    let share = late as f64 / draws as f64;
+    assert!(
+        (share - LATE_NEEDLE_SHARE).abs() < 0.06,
+        "{late} of {draws} needles right before the question"
+    );
 }
