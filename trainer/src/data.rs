@@ -141,7 +141,11 @@ pub fn passkey_example(
     let late = rng.random_bool(LATE_NEEDLE_SHARE);
     let mut tries = 0;
     let hay = loop {
-        let depth = if late { 1.0 } else { rng.random_range(0.0..1.0f32) };
+        let depth = if late {
+            1.0
+        } else {
+            rng.random_range(0.0..1.0f32)
+        };
         let key = rng.random_range(0..100_000u32);
         let hay =
             passkey::build(tokenizer, total, depth, key, &filler).expect("lengths fit a haystack");

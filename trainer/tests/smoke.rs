@@ -364,7 +364,10 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
             late += 1;
         } else {
             let question_segment = (answer - 1) / n * n;
-            assert!(needle + 32 < question_segment, "needle at {needle}, answer at {answer}");
+            assert!(
+                needle + 32 < question_segment,
+                "needle at {needle}, answer at {answer}"
+            );
         }
     }
     let share = late as f64 / draws as f64;
