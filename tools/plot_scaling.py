@@ -17,10 +17,11 @@ def main():
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (label, path), colour in zip(series, ["tab:blue", "tab:orange", "tab:green"]):
         with open(path) as f:
-            rows = [(int(r["tokens"]), float(r["infini_tokens_per_s"]), float(r["full_tokens_per_s"])) for r in csv.DictReader(f)]
-        tokens = [r[0] for r in rows]
-        ax.plot(tokens, [r[1] for r in rows], "o-", color=colour, label=f"{label}: infini-attention")
-        ax.plot(tokens, [r[2] for r in rows], "s--", color=colour, label=f"{label}: full attention")
+            rows = list(csv.DictReader(f))
+        # Full attention is left empty where it could not run (a device's buffer limit).
+        full = [r for r in rows if r["full_tokens_per_s"]]
+        ax.plot([int(r["tokens"]) for r in rows], [float(r["infini_tokens_per_s"]) for r in rows], "o-", color=colour, label=f"{label}: infini-attention")
+        ax.plot([int(r["tokens"]) for r in full], [float(r["full_tokens_per_s"]) for r in full], "s--", color=colour, label=f"{label}: full attention")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("text length (tokens)")

@@ -119,7 +119,7 @@ pub fn engine(model: &Arc<Model>, options: RunOptions, cpu: bool) -> Engine {
     if let Engine::Gpu(gpu) = &engine {
         if gpu.gpu().adapter.device_type == wgpu::DeviceType::Cpu {
             eprintln!(
-                "note: {} is a software adapter that runs on the CPU; --cpu runs the CPU reference, 27× faster on the 2-core machine of BENCHMARKS.md",
+                "note: {} is a software adapter that runs on the CPU; --cpu runs the CPU reference, 17× faster on the 2-core machine of BENCHMARKS.md",
                 gpu.gpu().describe()
             );
         }

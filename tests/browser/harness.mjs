@@ -15,17 +15,17 @@ export const DIST = join(ROOT, "target/dist");
 const CLI = join(ROOT, "target/release/infiniscope");
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json", ".txt": "text/plain; charset=utf-8" };
 
-/** Serves target/dist; /corrupt/ is a model folder whose weights are garbage. */
-export async function serve() {
-  if (!existsSync(join(DIST, "index.html"))) throw new Error(`${DIST} is missing: run \`trunk build\` first (cargo xtask test does)`);
+/** Serves `dist` (a page built by Trunk); /corrupt/ is a model folder whose weights are garbage. */
+export async function serve(dist = DIST) {
+  if (!existsSync(join(dist, "index.html"))) throw new Error(`${dist} is missing: run \`trunk build\` first (cargo xtask test does)`);
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
     if (path === "/corrupt/model.safetensors") {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       return res.end(Buffer.from("this is not a safetensors file at all"));
     }
-    const file = join(DIST, normalize(path.replace(/^\/corrupt\//, "/models/infini-tiny/")).replace(/^(\.\.[/\\])+/, ""), path.endsWith("/") ? "index.html" : "");
-    if (!file.startsWith(DIST) || !existsSync(file)) {
+    const file = join(dist, normalize(path.replace(/^\/corrupt\//, "/models/infini-tiny/")).replace(/^(\.\.[/\\])+/, ""), path.endsWith("/") ? "index.html" : "");
+    if (!file.startsWith(dist) || !existsSync(file)) {
       res.writeHead(404, { "content-type": "text/plain" });
       return res.end("not found");
     }

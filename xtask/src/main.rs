@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         "bench" if std::env::args().nth(2).as_deref() == Some("--gpu-quick") => gpu_quick(),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 125 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
+            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 95 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
             return ExitCode::from(2);
         }
     };
@@ -160,20 +160,23 @@ fn ensure_chromium() -> Result<(), String> {
 }
 
 /// The PyPI packages tests/onnx_export.rs runs tools/export_onnx.py with, pinned to
-/// versions that install together on Python 3.11.
-const PYTHON_PACKAGES: &[&str] = &[
-    "onnx==1.23.2",
-    "onnxruntime==1.32.0",
-    "numpy==2.4.6",
-    "tokenizers==0.23.3",
-];
+/// versions that install together on Python 3.11: (the modules imported, packages).
+const PYTHON_PACKAGES: (&str, &[&str]) = (
+    "onnx, onnxruntime, numpy, tokenizers",
+    &[
+        "onnx==1.23.2",
+        "onnxruntime==1.32.0",
+        "numpy==2.4.6",
+        "tokenizers==0.23.3",
+    ],
+);
 
-/// onnx, onnxruntime, numpy and tokenizers for python3 (pip from Debian if missing).
-fn ensure_python_packages() -> Result<(), String> {
-    if succeeds(
-        "python3",
-        &["-c", "import onnx, onnxruntime, numpy, tokenizers"],
-    ) {
+/// What the benchmark adds: tools/plot_scaling.py draws docs/scaling.png.
+const PLOT_PACKAGES: (&str, &[&str]) = ("matplotlib", &["matplotlib==3.10.8"]);
+
+/// Python packages for python3 unless their modules import (pip from Debian if missing).
+fn ensure_python_packages((modules, packages): (&str, &[&str])) -> Result<(), String> {
+    if succeeds("python3", &["-c", &format!("import {modules}")]) {
         return Ok(());
     }
     if !succeeds("python3", &["-m", "pip", "--version"]) && Path::new("/usr/bin/apt-get").exists() {
@@ -184,7 +187,7 @@ fn ensure_python_packages() -> Result<(), String> {
     // 668) unless told; the pip of any other Python ignores the variable.
     std::env::set_var("PIP_BREAK_SYSTEM_PACKAGES", "1");
     let mut args = vec!["-m", "pip", "install", "--quiet"];
-    args.extend_from_slice(PYTHON_PACKAGES);
+    args.extend_from_slice(packages);
     run("python3", &args)
 }
 
@@ -228,7 +231,7 @@ fn test() -> Result<(), String> {
     ensure_lavapipe()?;
     ensure_web_tools()?;
     ensure_chromium()?;
-    ensure_python_packages()?;
+    ensure_python_packages(PYTHON_PACKAGES)?;
     ensure_runtime_dir();
     run("cargo", &["test", "--release", "--workspace"])?;
     // The page, built as `cargo xtask demo` serves it, in headless Chromium.
@@ -333,6 +336,12 @@ fn gpu_quick() -> Result<(), String> {
     Ok(())
 }
 
+/// The page as it was when the speed issue was filed (the engine on the main thread,
+/// WebAssembly without SIMD128), the benchmark's baseline for the page's CPU path, and
+/// the worktree it is built in.
+const PAGE_THEN: &str = "f10be2d";
+const THEN_DIR: &str = "target/bench/then";
+
 /// Every benchmark of BENCHMARKS.md, one after the other on this machine: the
 /// commands and their output go to target/bench/run.md, the scaling plot to
 /// docs/scaling.png. A step that fails is reported and the others still run.
@@ -340,7 +349,8 @@ fn bench() -> Result<(), String> {
     ensure_lavapipe()?;
     ensure_web_tools()?;
     ensure_chromium()?;
-    ensure_python_packages()?;
+    ensure_python_packages(PYTHON_PACKAGES)?;
+    ensure_python_packages(PLOT_PACKAGES)?;
     ensure_onnxruntime_web()?;
     ensure_runtime_dir();
     run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
@@ -361,6 +371,13 @@ fn bench() -> Result<(), String> {
         format!("CPU reference={cpu_csv}"),
         format!("GPU engine, lavapipe={gpu_csv}"),
     );
+    let then_worktree =
+        format!("test -d {THEN_DIR} || git worktree add --detach {THEN_DIR} {PAGE_THEN}");
+    let then_dist = root()
+        .join(THEN_DIR)
+        .join("target/dist")
+        .display()
+        .to_string();
     let mut report = String::from("# cargo xtask bench\n\n");
     let steps: Vec<(&str, &str, Vec<&str>)> = vec![
         ("uname", ".", vec!["-a"]),
@@ -429,6 +446,23 @@ fn bench() -> Result<(), String> {
         // 5. the page in headless Chromium
         ("trunk", ".", vec!["build", "--skip-version-check"]),
         ("node", BROWSER_TESTS, vec!["bench.mjs", "512"]),
+        // the page's CPU path against the page the speed issue was filed on, built
+        // from its commit in a worktree, read in turn in the same Chromium
+        ("sh", ".", vec!["-c", &then_worktree]),
+        ("trunk", THEN_DIR, vec!["build", "--skip-version-check"]),
+        (
+            "node",
+            BROWSER_TESTS,
+            vec![
+                "bench.mjs",
+                "16384",
+                "--cpu",
+                "--rounds",
+                "3",
+                "--then",
+                &then_dist,
+            ],
+        ),
         // the page's CPU path against onnxruntime-web in the same Chromium
         ("node", BROWSER_TESTS, vec!["ort-bench.mjs", "16384", "3"]),
         // the page's memory over ten runs, each cancelled and followed by a new text:
