@@ -337,7 +337,7 @@ fn gpu_quick() -> Result<(), String> {
 }
 
 /// The page as it was when the speed issue was filed (the engine on the main thread,
-/// WebAssembly without SIMD128), the benchmark's baseline for the page's CPU path, and
+/// the crate built without SIMD128), the benchmark's baseline for the page's CPU path, and
 /// the worktree it is built in.
 const PAGE_THEN: &str = "f10be2d";
 const THEN_DIR: &str = "target/bench/then";
