@@ -371,8 +371,9 @@ fn bench() -> Result<(), String> {
         format!("CPU reference={cpu_csv}"),
         format!("GPU engine, lavapipe={gpu_csv}"),
     );
+    // A deleted target/ leaves the worktree registered, which `worktree add` refuses.
     let then_worktree =
-        format!("test -d {THEN_DIR} || git worktree add --detach {THEN_DIR} {PAGE_THEN}");
+        format!("test -d {THEN_DIR} || {{ git worktree prune && git worktree add --detach {THEN_DIR} {PAGE_THEN}; }}");
     let then_dist = root()
         .join(THEN_DIR)
         .join("target/dist")
