@@ -86,6 +86,15 @@ pub struct WebModel {
     note: Option<String>,
 }
 
+/// The SIMD this build of the engine's WebAssembly uses: Trunk's build has SIMD128,
+/// its post-build hook adds one with relaxed SIMD (`cargo xtask wasm-relaxed`), and
+/// the worker loads that one where the browser validates it (scope/wasm-build.js).
+const WASM_SIMD: &str = if cfg!(target_feature = "relaxed-simd") {
+    "relaxed SIMD"
+} else {
+    "SIMD128"
+};
+
 #[wasm_bindgen]
 impl WebModel {
     /// Validates the three files of a model folder and, when `use_gpu`, uploads the
@@ -115,7 +124,7 @@ impl WebModel {
     pub fn device(&self) -> String {
         match &self.gpu {
             Some(shared) => format!("WebGPU: {}", shared.gpu.describe()),
-            None => "CPU reference (WebAssembly)".into(),
+            None => format!("CPU reference (WebAssembly, {WASM_SIMD})"),
         }
     }
 

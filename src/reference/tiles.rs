@@ -3,6 +3,8 @@
 //! operands is more than the XMM registers V8 gives WebAssembly code; it ran at about a
 //! quarter of the 128-bit peak, and the engine reads 1.15× faster on these tiles
 //! (BENCHMARKS.md §5). Tiles of 6 × 8, 5 × 8 and 3 × 12 measured slower than 4 × 8.
+//! Built with relaxed SIMD (the page's second build, `cargo xtask wasm-relaxed`), each
+//! step is a fused multiply-add (the engine reads ≈ 1.2× faster, BENCHMARKS.md).
 
 use core::arch::wasm32::*;
 
@@ -55,6 +57,15 @@ pub(super) unsafe fn product(
     (rows, cols)
 }
 
+/// `a · b + c`, fused where the build has relaxed SIMD.
+#[inline(always)]
+fn madd(a: v128, b: v128, c: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    return f32x4_relaxed_madd(a, b, c);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    f32x4_add(f32x4_mul(a, b), c)
+}
+
 /// One tile: `c` (row stride `rsc`) (+)= MR rows of `a` (stride `lda`) · `panel` `[k][NR]`,
 /// each row's eight sums in two vectors.
 #[inline(always)]
@@ -78,7 +89,7 @@ unsafe fn tile(
         for (row, acc) in rows.iter().zip(&mut acc) {
             let x = unsafe { v128_load32_splat(row.add(kk) as *const u32) };
             for (sum, b) in acc.iter_mut().zip(&b) {
-                *sum = f32x4_add(*sum, f32x4_mul(x, *b));
+                *sum = madd(x, *b, *sum);
             }
         }
     }

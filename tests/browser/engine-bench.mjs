@@ -5,14 +5,18 @@
 //   node tests/browser/engine-bench.mjs [tokens] [segments per step] [DIST]
 // (after `trunk build`; DIST defaults to target/dist).
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DIST, ROOT } from "./harness.mjs";
+import { wasmFile } from "../../web/scope/wasm-build.js";
 
 const [tokens, perStep, dist] = [Number(process.argv[2] ?? 16384), Number(process.argv[3] ?? 4), resolve(process.argv[4] ?? DIST)];
 const wasm = await import(pathToFileURL(join(dist, "infiniscope.js")).href);
-await wasm.default({ module_or_path: readFileSync(join(dist, "infiniscope_bg.wasm")) });
+// The build the page's worker would pick here (relaxed SIMD needs Node's
+// --experimental-wasm-relaxed-simd before Node 22); an older build may lack it.
+const file = [wasmFile(), "infiniscope_bg.wasm"].find((f) => existsSync(join(dist, f)));
+await wasm.default({ module_or_path: readFileSync(join(dist, file)) });
 const files = ["config.json", "model.safetensors", "tokenizer.json"].map((f) => readFileSync(join(dist, "models/infini-tiny", f)));
 const model = await wasm.WebModel.load(...files, false);
 
@@ -35,5 +39,5 @@ for (;;) {
   }
 }
 const seconds = (performance.now() - began) / 1000;
-console.log(`the page's engine in Node ${process.version}: ${read} tokens in ${seconds.toFixed(2)} s, ${(read / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${dist})`);
+console.log(`the page's engine in Node ${process.version}: ${read} tokens in ${seconds.toFixed(2)} s, ${(read / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${join(dist, file)})`);
 for (const o of [encoded, encoder, session, model]) o.free();

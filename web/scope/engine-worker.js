@@ -11,6 +11,7 @@
 import init, { live_bytes, Session, WebModel } from "../infiniscope.js";
 import { summarise } from "./stats.js";
 import { nextTask } from "./tasks.js";
+import { wasmFile } from "./wasm-build.js";
 
 /** Characters handed to the tokenizer per step: a few milliseconds of work. */
 const CHUNK_CHARS = 16384;
@@ -19,7 +20,7 @@ const STEP_MS = 250;
 /** Steps posted and not yet drawn before the reader waits for the page. */
 const AHEAD = 3;
 
-const ready = init();
+const ready = init({ module_or_path: new URL(`../${wasmFile()}`, import.meta.url) });
 /** Models by folder URL. */
 const models = new Map();
 /** Readings by run id, and the pieces of texts on their way to one. */

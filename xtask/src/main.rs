@@ -14,8 +14,9 @@ fn main() -> ExitCode {
         "test" => test(),
         "bench" if std::env::args().nth(2).as_deref() == Some("--gpu-quick") => gpu_quick(),
         "bench" => bench(),
+        "wasm-relaxed" => wasm_relaxed(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 95 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md");
+            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 95 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md\n  wasm-relaxed  (Trunk's post-build hook) the engine's WebAssembly with relaxed SIMD, beside Trunk's");
             return ExitCode::from(2);
         }
     };
@@ -237,6 +238,70 @@ fn test() -> Result<(), String> {
     // The page, built as `cargo xtask demo` serves it, in headless Chromium.
     trunk("build")?;
     run_in(BROWSER_TESTS, "npm", &["test"])
+}
+
+/// Where the relaxed-SIMD build compiles: a target folder of its own, since other
+/// RUSTFLAGS in `target/` would rebuild every crate at each switch.
+const RELAXED_TARGET: &str = "target/wasm-relaxed";
+
+/// The engine's WebAssembly built again with relaxed SIMD (the products' fused
+/// multiply-add), written as `infiniscope_relaxed_bg.wasm` beside Trunk's SIMD128
+/// build in Trunk's staging folder; the page's worker loads it where the browser
+/// validates relaxed SIMD (web/scope/wasm-build.js). Both share Trunk's JavaScript
+/// glue, which this checks. Run by the post-build hook in Trunk.toml.
+fn wasm_relaxed() -> Result<(), String> {
+    let staging = PathBuf::from(
+        std::env::var("TRUNK_STAGING_DIR")
+            .map_err(|_| "TRUNK_STAGING_DIR is not set: Trunk's post-build hook runs this")?,
+    );
+    let target = root().join(RELAXED_TARGET);
+    eprintln!("$ cargo build (relaxed SIMD) into {RELAXED_TARGET}");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+        .args(["--no-default-features", "--lib"])
+        .env("CARGO_TARGET_DIR", &target)
+        // Replaces .cargo/config.toml's flags for this target, so SIMD128 is named again.
+        .env("RUSTFLAGS", "-C target-feature=+simd128,+relaxed-simd")
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("the relaxed-SIMD build failed ({status})"));
+    }
+    let wasm = target.join("wasm32-unknown-unknown/release/infiniscope.wasm");
+    let bindgen = target.join("bindgen");
+    let path = |p: &Path| p.to_str().expect("UTF-8 paths").to_string();
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-dir",
+            &path(&bindgen),
+            &path(&wasm),
+        ],
+    )?;
+    let glue = |dir: &Path| std::fs::read(dir.join("infiniscope.js")).map_err(|e| e.to_string());
+    if glue(&bindgen)? != glue(&staging)? {
+        return Err(
+            "the relaxed-SIMD build's JavaScript glue differs from Trunk's: \
+                    the two builds must export the same functions"
+                .into(),
+        );
+    }
+    let out = staging.join("infiniscope_relaxed_bg.wasm");
+    run(
+        "wasm-opt",
+        &[
+            "--enable-simd",
+            "--enable-relaxed-simd",
+            "-Oz",
+            &path(&bindgen.join("infiniscope_bg.wasm")),
+            "-o",
+            &path(&out),
+        ],
+    )
 }
 
 /// Bytes of training text the long-text benchmarks read (≈ 1.45M tokens).
