@@ -5,6 +5,7 @@
 
 import init from "../infiniscope.js";
 import { fetchModel, forgetModel } from "./loader.js";
+import { wasmFile } from "./wasm-build.js";
 
 let worker = null;
 let nextId = 0;
@@ -14,8 +15,11 @@ const pending = new Map();
 const streams = new Map();
 /** The models loaded or loading, by folder URL. */
 const models = new Map();
-/** The page's own copy of the library: formatting (bytes) only, no model. */
-export const wasmReady = init();
+/**
+ * The page's own copy of the library: formatting (bytes) only, no model. The same
+ * build as the worker's, so the browser downloads one file for both.
+ */
+export const wasmReady = init({ module_or_path: new URL(`../${wasmFile()}`, import.meta.url) });
 
 function start() {
   worker = new Worker(new URL("./engine-worker.js", import.meta.url), { type: "module" });
