@@ -106,6 +106,10 @@ struct Args {
     /// 4,096 tokens; default: the config's (4,096 for the presets).
     #[arg(long)]
     train_context: Option<usize>,
+    /// Segment length N (a model property, not a weight shape): with --init, the given
+    /// model continues with segments of this many tokens; default: its config's.
+    #[arg(long)]
+    segment_len: Option<usize>,
     /// Read each sequence segment by segment through the whole stack (the engines'
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
@@ -143,6 +147,7 @@ fn train(args: &Args) -> Result<(), String> {
     config.key_shift = config.key_shift.max(args.key_shift);
     config.query_shift = config.query_shift.max(args.query_shift);
     config.train_context = args.train_context.unwrap_or(config.train_context);
+    config.segment_len = args.segment_len.unwrap_or(config.segment_len);
     config.validate().map_err(|e| e.to_string())?;
     let shape = Shape {
         order: if args.by_segment {
