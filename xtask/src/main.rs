@@ -1,5 +1,6 @@
 //! `cargo xtask demo` and `cargo xtask test`: the README's two commands (and
-//! `cargo xtask bench`, the benchmarks of BENCHMARKS.md in one run). Each first
+//! `cargo xtask bench`, the benchmarks of BENCHMARKS.md in one run; `cargo xtask
+//! wasm-relaxed` is Trunk's post-build hook, not run by hand). Each first
 //! installs what is missing on a fresh Debian machine (lavapipe, the wasm target,
 //! wasm-bindgen, Trunk, the npm packages, Chromium, the PyPI packages of the ONNX
 //! export test), and skips what is already there, so reruns are fast.
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
         "bench" => bench(),
         "wasm-relaxed" => wasm_relaxed(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 95 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md\n  wasm-relaxed  (Trunk's post-build hook) the engine's WebAssembly with relaxed SIMD, beside Trunk's");
+            eprintln!("usage: cargo xtask <demo|test|bench|wasm-relaxed>\n  demo   build the web page and serve it on http://127.0.0.1:8080\n  test   install what the tests need, then run them all\n  bench  run every benchmark of BENCHMARKS.md and RELIABILITY.md (about 95 minutes on 2 cores), output in target/bench/\n  bench --gpu-quick  the GPU engine alone, for a machine with a real GPU (minutes), output in target/bench/gpu-quick.md\n  wasm-relaxed  (Trunk's post-build hook) the engine's WebAssembly with relaxed SIMD, beside Trunk's");
             return ExitCode::from(2);
         }
     };
