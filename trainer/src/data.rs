@@ -119,20 +119,75 @@ pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Examp
 /// earlier needle never ask for (without them, depth 1 was the one depth keys failed at).
 pub const LATE_NEEDLE_SHARE: f64 = 0.15;
 
+/// What passkey haystacks are filled with.
+#[derive(Clone, Copy)]
+pub struct Filler {
+    /// Share of haystacks whose filler is a span of a training novel rather than the
+    /// paper's repetitive text.
+    pub prose: f64,
+    /// Share of those spans given numbers as distractors (see [`add_numbers`]).
+    pub numbers: f64,
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// Numbers as novels print them (years, dates, counts, long figures like the key), one
+/// to one a segment's worth of tokens, spliced into `span` at random places and the span
+/// cut back to its length. Held-out prose can be full of them (*Persuasion* opens with a
+/// family's birth dates), and a model that never saw numbers beside the needle answered
+/// with the key's first digits and a year's last ones (58688 → 58108).
+pub fn add_numbers(span: &mut Vec<u32>, tokenizer: &Tokenizer, rng: &mut impl Rng) {
+    let length = span.len();
+    for _ in 0..rng.random_range(1..=(length / 32).max(1)) {
+        let number = match rng.random_range(0..4) {
+            0 => format!(" {}", rng.random_range(1500..2030)),
+            1 => format!(
+                " {} {}, {}",
+                MONTHS[rng.random_range(0..12)],
+                rng.random_range(1..29),
+                rng.random_range(1700..1900)
+            ),
+            2 => format!(" {}", rng.random_range(0..1000)),
+            _ => format!(" {}", rng.random_range(10_000..1_000_000)),
+        };
+        let tokens = tokenizer.encode(&number).expect("digits and words encode");
+        let at = rng.random_range(0..=span.len());
+        span.splice(at..at, tokens);
+    }
+    span.truncate(length);
+}
+
 /// A passkey haystack of `length + 1` tokens. Its needle lies in an earlier segment than
 /// the question, so the key can only be recalled through memory, except in a share
 /// `LATE_NEEDLE_SHARE` of haystacks where it sits right before the question. Filler is
-/// a span of a novel (a share `prose` of haystacks) or the paper's repetitive text.
+/// a span of a novel, some with numbers added, or the paper's repetitive text.
 pub fn passkey_example(
     corpus: &Corpus,
     tokenizer: &Tokenizer,
     rng: &mut impl Rng,
     length: usize,
     segment_len: usize,
-    prose: f64,
+    filler: Filler,
 ) -> Example {
-    let filler = if rng.random_bool(prose) {
-        corpus.span(rng, length).to_vec()
+    let filler = if rng.random_bool(filler.prose) {
+        let mut span = corpus.span(rng, length).to_vec();
+        if rng.random_bool(filler.numbers) {
+            add_numbers(&mut span, tokenizer, rng);
+        }
+        span
     } else {
         corpus.repetitive.clone()
     };

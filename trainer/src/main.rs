@@ -72,6 +72,10 @@ struct Args {
     /// paper's repetitive text: prose writes far more distinct keys into memory.
     #[arg(long, default_value_t = 0.5)]
     prose_filler: f64,
+    /// Share of prose-filled haystacks given numbers as distractors (years, dates, counts,
+    /// figures of the key's length) spliced into the filler.
+    #[arg(long, default_value_t = 0.0)]
+    number_filler: f64,
     /// Share of passkey steps at an earlier curriculum stage (one of those unlocked
     /// before, drawn uniformly) rather than the newest, so shorter haystacks are kept.
     #[arg(long, default_value_t = 0.3)]
@@ -289,7 +293,10 @@ fn train(args: &Args) -> Result<(), String> {
                         &mut rng,
                         length,
                         config.segment_len,
-                        args.prose_filler,
+                        data::Filler {
+                            prose: args.prose_filler,
+                            numbers: args.number_filler,
+                        },
                     )
                 } else {
                     data::text_example(&corpus, &mut rng, length)

@@ -342,7 +342,7 @@ fn a_sequence_continues_from_a_carried_memory() {
 #[test]
 fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
     use rand::SeedableRng;
-    use trainer::data::{passkey_example, Corpus, LATE_NEEDLE_SHARE};
+    use trainer::data::{passkey_example, Corpus, Filler, LATE_NEEDLE_SHARE};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let dir = tempfile::tempdir().unwrap();
     for (split, text) in [("train", &TEXT[..60_000]), ("valid", &TEXT[60_000..70_000])] {
@@ -358,7 +358,11 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
     let late_gap = hay.answer_at() - hay.needle_at;
     let mut late = 0;
     for _ in 0..draws {
-        let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, 0.5);
+        let filler = Filler {
+            prose: 0.5,
+            numbers: 0.5,
+        };
+        let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, filler);
         let (needle, answer) = (example.needle_at.unwrap(), example.answer_at.unwrap());
         if answer - needle == late_gap {
             late += 1;
@@ -375,4 +379,63 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
         (share - LATE_NEEDLE_SHARE).abs() < 0.06,
         "{late} of {draws} needles right before the question"
     );
+}
+
+/// Numbers spliced into prose filler (`--number-filler`): the span keeps its length and
+/// gains digits, and the haystack still asks for its own key.
+#[test]
+fn number_filler_adds_digits_and_keeps_the_key() {
+    use rand::SeedableRng;
+    use trainer::data::{add_numbers, passkey_example, Corpus, Filler};
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let dir = tempfile::tempdir().unwrap();
+    for (split, text) in [("train", &TEXT[..60_000]), ("valid", &TEXT[60_000..70_000])] {
+        std::fs::create_dir(dir.path().join(split)).unwrap();
+        std::fs::write(dir.path().join(split).join("book.txt"), text).unwrap();
+    }
+    let corpus = Corpus::load(dir.path(), &tokenizer).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let digits = |tokens: &[u32]| {
+        let text = tokenizer.decode(tokens).unwrap();
+        text.chars().filter(char::is_ascii_digit).count()
+    };
+    let mut span = corpus.train[0].tokens[..512].to_vec();
+    let before = digits(&span);
+    add_numbers(&mut span, &tokenizer, &mut rng);
+    assert_eq!(span.len(), 512);
+    assert!(
+        digits(&span) > before,
+        "{before} digits before, {} after",
+        digits(&span)
+    );
+
+    let filler = Filler {
+        prose: 1.0,
+        numbers: 1.0,
+    };
+    for _ in 0..20 {
+        let example = passkey_example(
+            &corpus,
+            &tokenizer,
+            &mut rng,
+            512,
+            config.segment_len,
+            filler,
+        );
+        let answer = example.answer_at.unwrap();
+        let key = tokenizer
+            .decode(&example.tokens[answer..answer + 5])
+            .unwrap();
+        assert!(
+            key.len() == 5 && key.chars().all(|c| c.is_ascii_digit()),
+            "answer {key:?}"
+        );
+        let needle = tokenizer
+            .decode(&example.tokens[example.needle_at.unwrap()..answer])
+            .unwrap();
+        assert!(
+            needle.contains(&format!("is {key}")),
+            "the needle holds {key}: {needle:?}"
+        );
+    }
 }
