@@ -337,19 +337,24 @@ fn a_sequence_continues_from_a_carried_memory() {
     }
 }
 
-/// Passkey haystacks put the needle in a segment before the question's, except a share
-/// `LATE_NEEDLE_SHARE` that puts it right before the question (the evaluation's depth 1).
-#[test]
-fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
-    use rand::SeedableRng;
-    use trainer::data::{passkey_example, Corpus, Filler, LATE_NEEDLE_SHARE};
-    let (config, tokenizer) = smoke(UpdateRule::Delta);
+/// A corpus of the sample's first 70,000 characters: 60,000 to train on, the rest held out.
+fn sample_corpus(tokenizer: &Tokenizer) -> trainer::data::Corpus {
     let dir = tempfile::tempdir().unwrap();
     for (split, text) in [("train", &TEXT[..60_000]), ("valid", &TEXT[60_000..70_000])] {
         std::fs::create_dir(dir.path().join(split)).unwrap();
         std::fs::write(dir.path().join(split).join("book.txt"), text).unwrap();
     }
-    let corpus = Corpus::load(dir.path(), &tokenizer).unwrap();
+    trainer::data::Corpus::load(dir.path(), tokenizer).unwrap()
+}
+
+/// Passkey haystacks put the needle in a segment before the question's, except a share
+/// `LATE_NEEDLE_SHARE` that puts it right before the question (the evaluation's depth 1).
+#[test]
+fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
+    use rand::SeedableRng;
+    use trainer::data::{passkey_example, Filler, LATE_NEEDLE_SHARE};
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let (length, n, draws) = (512, config.segment_len, 400);
     // From a needle right before the question to the answer: the needle and the question.
@@ -386,14 +391,9 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
 #[test]
 fn number_filler_adds_digits_and_keeps_the_key() {
     use rand::SeedableRng;
-    use trainer::data::{add_numbers, passkey_example, Corpus, Filler};
+    use trainer::data::{add_numbers, passkey_example, Filler};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
-    let dir = tempfile::tempdir().unwrap();
-    for (split, text) in [("train", &TEXT[..60_000]), ("valid", &TEXT[60_000..70_000])] {
-        std::fs::create_dir(dir.path().join(split)).unwrap();
-        std::fs::write(dir.path().join(split).join("book.txt"), text).unwrap();
-    }
-    let corpus = Corpus::load(dir.path(), &tokenizer).unwrap();
+    let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let digits = |tokens: &[u32]| {
         let text = tokenizer.decode(tokens).unwrap();
