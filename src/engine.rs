@@ -9,9 +9,9 @@ use crate::taps::{LayerMemory, RunOptions, Segment, SegmentOutput, Taps};
 use crate::{Error, Model};
 
 /// Segments the CPU reference takes at once: enough rows for its products to run
-/// near the CPU's peak natively; in the browser, where it blocks the page's only
-/// thread, a fraction of a second's work.
-pub const CPU_CHUNK: usize = if cfg!(target_arch = "wasm32") { 4 } else { 32 };
+/// near the CPU's peak. The page's worker asks for fewer per step where a step would
+/// last longer than it redraws (scope/engine-worker.js).
+pub const CPU_CHUNK: usize = 32;
 
 pub enum Engine {
     Cpu(Reference),

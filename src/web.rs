@@ -423,9 +423,9 @@ impl Session {
         self.state.try_borrow().map_or(0, |s| s.stream.pending())
     }
 
-    /// Runs the next segments, as many as the engine takes at once (up to `most`; a
-    /// GPU chunk, or a few on the CPU, so the page stays responsive); resolves to an array
-    /// of [`SegmentResult`]s, empty when none is ready. Only the last carries M and z.
+    /// Runs the next segments, as many as the engine takes at once (up to `most`, at
+    /// most a GPU chunk or [`CPU_CHUNK`](crate::engine::CPU_CHUNK)); resolves to an
+    /// array of [`SegmentResult`]s, empty when none is ready. Only the last carries M and z.
     pub fn step(&self, most: usize) -> js_sys::Promise {
         let state = Rc::clone(&self.state);
         wasm_bindgen_futures::future_to_promise(async move {

@@ -1,20 +1,24 @@
-//! Products in the page's WebAssembly: 4 × 8 tiles on SIMD128, eight vector
-//! accumulators. gemm's SIMD128 kernel keeps a 12 × 4 tile in twelve, which with its
-//! operands is more than the XMM registers V8 gives WebAssembly code; it ran at about a
-//! quarter of the 128-bit peak, and the engine reads 1.15× faster on these tiles
-//! (BENCHMARKS.md §5). Tiles of 6 × 8, 5 × 8 and 3 × 12 measured slower than 4 × 8.
-//! Built with relaxed SIMD (the page's second build, `cargo xtask wasm-relaxed`), each
-//! step is a fused multiply-add (the engine reads ≈ 1.2× faster, BENCHMARKS.md).
+//! Products in the page's WebAssembly: 3 × 12 tiles on SIMD128, nine vector
+//! accumulators, and a strip of 3 × 4 tiles for columns left over (every width here
+//! is a multiple of 4). a's rows are packed three by three first, so a step of a tile
+//! reads its three values from one address. With the reference taking 32 segments a
+//! call instead of 4, the page read 1.22× faster than on the 4 × 8 tiles of four row
+//! pointers before (BENCHMARKS.md §5). gemm's SIMD128 kernel keeps a 12 × 4 tile in
+//! twelve accumulators, which with its operands is more than the XMM registers V8
+//! gives WebAssembly code; it ran at about a quarter of the 128-bit peak. Built with
+//! relaxed SIMD (the page's second build, `cargo xtask wasm-relaxed`), each step is a
+//! fused multiply-add (the engine reads ≈ 1.2× faster, BENCHMARKS.md).
 
 use core::arch::wasm32::*;
 
-/// Rows and columns of a tile.
-const MR: usize = 4;
-const NR: usize = 8;
+/// Rows of a tile, and vectors of four columns in a whole one.
+const MR: usize = 3;
+const V: usize = 3;
 
 /// `c [m×n] (+)= a [m×k] · b [k×n]` for `a` with contiguous columns (row stride
 /// `a.1`), `b` with any strides, `c` with row stride `rsc`: the rows that fill whole
-/// tiles of 4 × 8; returns how many rows (a multiple of 4) and columns (of 8) it did.
+/// tiles of 3 rows and the columns that fill vectors of 4; returns how many rows (a
+/// multiple of 3) and columns (of 4) it did.
 ///
 /// # Safety
 /// `a`, `b` hold every element their strides reach for `m`, `k`, `n`; `c` holds
@@ -30,28 +34,33 @@ pub(super) unsafe fn product(
     rsc: usize,
     accumulate: bool,
 ) -> (usize, usize) {
-    let (rows, cols) = (m / MR * MR, n / NR * NR);
-    // One column panel of b at a time, packed [k][8] so each step reads 32 bytes in a
-    // row; it stays in cache while every row tile of a passes over it.
-    let mut panel = vec![0.0f32; k * NR];
-    for j in (0..cols).step_by(NR) {
-        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+    let (rows, whole, cols) = (m / MR * MR, n / (4 * V) * 4 * V, n / 4 * 4);
+    // a's tiled rows, [row tile][k][MR].
+    let mut packed = vec![0.0f32; rows * k];
+    for (tile, a) in packed.chunks_exact_mut(MR * k).zip(a.chunks(MR * lda)) {
+        for (kk, step) in tile.chunks_exact_mut(MR).enumerate() {
+            for (r, out) in step.iter_mut().enumerate() {
+                *out = a[r * lda + kk];
+            }
+        }
+    }
+    // One column panel of b at a time, packed [k][width] so each step reads its
+    // vectors in a row; it stays in cache while every row tile passes over it.
+    let mut panel = vec![0.0f32; k * 4 * V];
+    let panels = (0..whole).step_by(4 * V).map(|j| (j, 4 * V));
+    for (j, width) in panels.chain((whole..cols).step_by(4).map(|j| (j, 4))) {
+        let panel = &mut panel[..k * width];
+        for (kk, row) in panel.chunks_exact_mut(width).enumerate() {
             for (x, out) in row.iter_mut().enumerate() {
                 *out = b[kk * rsb + (j + x) * csb];
             }
         }
-        for i in (0..rows).step_by(MR) {
-            unsafe {
-                tile(
-                    k,
-                    &a[i * lda..],
-                    lda,
-                    &panel,
-                    c.add(i * rsc + j),
-                    rsc,
-                    accumulate,
-                )
-            };
+        for (i, a) in (0..rows).step_by(MR).zip(packed.chunks_exact(MR * k)) {
+            let c = unsafe { c.add(i * rsc + j) };
+            match width {
+                4 => unsafe { tile::<1>(a, panel, c, rsc, accumulate) },
+                _ => unsafe { tile::<V>(a, panel, c, rsc, accumulate) },
+            }
         }
     }
     (rows, cols)
@@ -66,28 +75,23 @@ fn madd(a: v128, b: v128, c: v128) -> v128 {
     f32x4_add(f32x4_mul(a, b), c)
 }
 
-/// One tile: `c` (row stride `rsc`) (+)= MR rows of `a` (stride `lda`) · `panel` `[k][NR]`,
-/// each row's eight sums in two vectors.
+/// One tile: `c` (row stride `rsc`) (+)= `a` `[k][MR]` · `panel` `[k][4·W]`, each
+/// row's sums in W vectors.
 #[inline(always)]
-unsafe fn tile(
-    k: usize,
+unsafe fn tile<const W: usize>(
     a: &[f32],
-    lda: usize,
     panel: &[f32],
     c: *mut f32,
     rsc: usize,
     accumulate: bool,
 ) {
-    const V: usize = NR / 4;
-    let mut acc = [[f32x4_splat(0.0); V]; MR];
-    let p = panel.as_ptr();
-    let rows: [*const f32; MR] = core::array::from_fn(|r| a[r * lda..r * lda + k].as_ptr());
-    for kk in 0..k {
-        // SAFETY: kk < k, and the panel holds k rows of NR; each a row holds k elements.
-        let b: [v128; V] =
-            core::array::from_fn(|v| unsafe { v128_load(p.add(kk * NR + 4 * v) as *const v128) });
-        for (row, acc) in rows.iter().zip(&mut acc) {
-            let x = unsafe { v128_load32_splat(row.add(kk) as *const u32) };
+    let mut acc = [[f32x4_splat(0.0); W]; MR];
+    for (a, b) in a.chunks_exact(MR).zip(panel.chunks_exact(4 * W)) {
+        // SAFETY: each chunk of the panel holds 4·W elements.
+        let b: [v128; W] =
+            core::array::from_fn(|v| unsafe { v128_load(b.as_ptr().add(4 * v) as *const v128) });
+        for (&x, acc) in a.iter().zip(&mut acc) {
+            let x = f32x4_splat(x);
             for (sum, b) in acc.iter_mut().zip(&b) {
                 *sum = madd(x, *b, *sum);
             }
@@ -95,7 +99,7 @@ unsafe fn tile(
     }
     for (r, acc) in acc.iter().enumerate() {
         for (v, &sum) in acc.iter().enumerate() {
-            // SAFETY: the caller's c holds this tile (MR rows, NR columns).
+            // SAFETY: the caller's c holds this tile (MR rows, 4·W columns).
             let out = unsafe { c.add(r * rsc + 4 * v) } as *mut v128;
             let sum = if accumulate {
                 f32x4_add(unsafe { v128_load(out) }, sum)

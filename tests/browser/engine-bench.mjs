@@ -1,43 +1,87 @@
 // Tokens per second of the page's engine without the page: the WebAssembly build that
-// Trunk wrote (CPU reference, SIMD128) run in Node, reading the bundled sample as the
-// worker does (Session.step), with no taps read and nothing drawn. Beside bench.mjs it
-// tells the engine's time from the page's. A benchmark, not a test:
-//   node tests/browser/engine-bench.mjs [tokens] [segments per step] [DIST]
+// Trunk wrote run in Node, or with --chromium in headless Chromium (the page's own V8,
+// which compiles the products differently from Node 20's), reading the bundled sample
+// as the worker does (Session.step), with no taps read and nothing drawn. Beside
+// bench.mjs it tells the engine's time from the page's. A benchmark, not a test:
+//   node tests/browser/engine-bench.mjs [tokens] [segments per step] [DIST] [--chromium]
 // (after `trunk build`; DIST defaults to target/dist).
 
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
-import { DIST, ROOT } from "./harness.mjs";
+import { DIST, ROOT, browser, open, serve } from "./harness.mjs";
 import { wasmFile } from "../../web/scope/wasm-build.js";
 
-const [tokens, perStep, dist] = [Number(process.argv[2] ?? 16384), Number(process.argv[3] ?? 4), resolve(process.argv[4] ?? DIST)];
-const wasm = await import(pathToFileURL(join(dist, "infiniscope.js")).href);
-// The build the page's worker would pick here (relaxed SIMD needs Node's
-// --experimental-wasm-relaxed-simd before Node 22); an older build may lack it.
-const file = [wasmFile(), "infiniscope_bg.wasm"].find((f) => existsSync(join(dist, f)));
-await wasm.default({ module_or_path: readFileSync(join(dist, file)) });
-const files = ["config.json", "model.safetensors", "tokenizer.json"].map((f) => readFileSync(join(dist, "models/infini-tiny", f)));
-const model = await wasm.WebModel.load(...files, false);
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { chromium: { type: "boolean" } } });
+const [tokens, perStep, dist] = [Number(positionals[0] ?? 16384), Number(positionals[1] ?? 4), resolve(positionals[2] ?? DIST)];
+const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
+const SAMPLE = "samples/paradise-lost.txt";
 
-const encoder = model.encoder();
-// About 3.3 characters a token in this sample; the slice is cut to `tokens` below.
-const encoded = encoder.push(readFileSync(join(ROOT, "samples/paradise-lost.txt"), "utf8").slice(0, tokens * 5));
-const ids = encoded.ids.slice(0, tokens);
-const session = new wasm.Session(model, true);
-session.feed(ids);
-session.end_text();
-
-const began = performance.now();
-let read = 0;
-for (;;) {
-  const results = await session.step(perStep);
-  if (results.length === 0) break;
-  for (const result of results) {
-    read += result.tokens.length;
-    result.free();
+/**
+ * Reads the sample's first `tokens` tokens with the engine module `wasm` (initialised)
+ * and the model files' bytes; { read, seconds }. Runs in Node or, serialised, in a page.
+ */
+async function read(wasm, files, text, tokens, perStep) {
+  const model = await wasm.WebModel.load(...files, false);
+  const encoder = model.encoder();
+  // About 3.3 characters a token in this sample; the slice is cut to `tokens` below.
+  const encoded = encoder.push(text.slice(0, tokens * 5));
+  const ids = encoded.ids.slice(0, tokens);
+  const session = new wasm.Session(model, true);
+  session.feed(ids);
+  session.end_text();
+  const began = performance.now();
+  let read = 0;
+  for (;;) {
+    const results = await session.step(perStep);
+    if (results.length === 0) break;
+    for (const result of results) {
+      read += result.tokens.length;
+      result.free();
+    }
   }
+  const seconds = (performance.now() - began) / 1000;
+  for (const o of [encoded, encoder, session, model]) o.free();
+  return { read, seconds };
 }
-const seconds = (performance.now() - began) / 1000;
-console.log(`the page's engine in Node ${process.version}: ${read} tokens in ${seconds.toFixed(2)} s, ${(read / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${join(dist, file)})`);
-for (const o of [encoded, encoder, session, model]) o.free();
+
+let where, file;
+let result;
+if (values.chromium) {
+  const server = await serve(dist);
+  const chrome = await browser({ webgpu: false });
+  try {
+    // A document of the same origin that starts nothing itself, and whose lack of a
+    // policy lets the function below travel as source (the page's would refuse it).
+    const page = await open(chrome, `${server.url}/${SAMPLE}`);
+    [file, result] = await page.evaluate(
+      async ({ source, tokens, perStep, FILES, SAMPLE }) => {
+        const { wasmFile } = await import("/scope/wasm-build.js");
+        const wasm = await import("/infiniscope.js");
+        await wasm.default({ module_or_path: `/${wasmFile()}` });
+        const bytes = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
+        const files = await Promise.all(FILES.map((f) => bytes(`/models/infini-tiny/${f}`)));
+        const text = await (await fetch(`/${SAMPLE}`)).text();
+        const read = new Function(`return ${source}`)();
+        return [wasmFile(), await read(wasm, files, text, tokens, perStep)];
+      },
+      { source: read.toString(), tokens, perStep, FILES, SAMPLE },
+    );
+    where = `Chromium ${chrome.version()}`;
+  } finally {
+    await chrome.close();
+    server.close();
+  }
+} else {
+  const wasm = await import(pathToFileURL(join(dist, "infiniscope.js")).href);
+  // The build the page's worker would pick here (relaxed SIMD needs Node's
+  // --experimental-wasm-relaxed-simd before Node 22); an older build may lack it.
+  file = [wasmFile(), "infiniscope_bg.wasm"].find((f) => existsSync(join(dist, f)));
+  await wasm.default({ module_or_path: readFileSync(join(dist, file)) });
+  const files = FILES.map((f) => readFileSync(join(dist, "models/infini-tiny", f)));
+  result = await read(wasm, files, readFileSync(join(ROOT, SAMPLE), "utf8"), tokens, perStep);
+  where = `Node ${process.version}`;
+}
+const { read: n, seconds } = result;
+console.log(`the page's engine in ${where}: ${n} tokens in ${seconds.toFixed(2)} s, ${(n / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${join(dist, file)})`);
