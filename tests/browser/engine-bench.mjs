@@ -46,8 +46,7 @@ async function read(wasm, files, text, tokens, perStep) {
   return { read, seconds };
 }
 
-let where, file;
-let result;
+let where, file, result;
 if (values.chromium) {
   const server = await serve(dist);
   const chrome = await browser({ webgpu: false });

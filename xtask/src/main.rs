@@ -532,6 +532,12 @@ fn bench() -> Result<(), String> {
         ),
         // the page's CPU path against onnxruntime-web in the same Chromium
         ("node", BROWSER_TESTS, vec!["ort-bench.mjs", "16384", "3"]),
+        // the ceiling of one thread's WebAssembly multiply-adds on this host
+        (
+            "node",
+            BROWSER_TESTS,
+            vec!["--experimental-wasm-relaxed-simd", "fma-peak.mjs"],
+        ),
         // the page's memory over ten runs, each cancelled and followed by a new text:
         // on WebGPU, and a million tokens on the CPU reference (RELIABILITY.md)
         ("node", BROWSER_TESTS, vec!["soak.mjs", "10", "4096"]),
