@@ -63,13 +63,12 @@ for (const fused of relaxedSimd() ? [false, true] : [false]) {
     const run = instance.exports.run;
     run(1_000_000); // tier up
     let iterations = 1_000_000;
-    let took = 0;
     let best = 0;
     const until = performance.now() + seconds * 1000;
     while (performance.now() < until) {
       const began = performance.now();
       run(iterations);
-      took = performance.now() - began;
+      const took = performance.now() - began;
       best = Math.max(best, (iterations * n * 8) / took / 1e6);
       if (took < 50) iterations *= 2;
     }
