@@ -104,6 +104,27 @@ pub struct Example {
 /// Weight of each answer digit's loss: one number among hundreds of text tokens.
 pub const ANSWER_WEIGHT: f32 = 5.0;
 
+/// How much a haystack's answer weighs in its loss, against 1 for each filler token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AnswerWeight {
+    /// Each answer token weighs this much (`ANSWER_WEIGHT` in every run up to 2026-12-03):
+    /// at 16,384 tokens the answer is then 0.15% of the haystack's loss, so the prose
+    /// filler's next-token loss, not the retrieval, steers passkey steps.
+    PerToken(f32),
+    /// The answer tokens together carry this share of the haystack's weight, at any length.
+    Share(f32),
+}
+
+impl AnswerWeight {
+    /// Each answer token's weight, for `answer` answer tokens after `filler` other ones.
+    pub fn per_token(self, filler: usize, answer: usize) -> f32 {
+        match self {
+            Self::PerToken(w) => w,
+            Self::Share(s) => s / (1.0 - s) * filler as f32 / answer as f32,
+        }
+    }
+}
+
 pub fn text_example(corpus: &Corpus, rng: &mut impl Rng, length: usize) -> Example {
     Example {
         tokens: corpus.span(rng, length + 1).to_vec(),
@@ -181,6 +202,7 @@ pub fn passkey_example(
     length: usize,
     segment_len: usize,
     filler: Filler,
+    answer_weight: AnswerWeight,
 ) -> Example {
     let filler = if rng.random_bool(filler.prose) {
         let mut span = corpus.span(rng, length).to_vec();
@@ -212,8 +234,9 @@ pub fn passkey_example(
     };
     let mut weights = vec![1.0; length];
     let answer_at = hay.answer_at();
+    let answer = answer_weight.per_token(answer_at - 1, length + 1 - answer_at);
     for w in &mut weights[answer_at - 1..] {
-        *w = ANSWER_WEIGHT;
+        *w = answer;
     }
     Example {
         tokens: hay.tokens,

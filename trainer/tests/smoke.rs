@@ -352,7 +352,7 @@ fn sample_corpus(tokenizer: &Tokenizer) -> trainer::data::Corpus {
 #[test]
 fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
     use rand::SeedableRng;
-    use trainer::data::{passkey_example, Filler, LATE_NEEDLE_SHARE};
+    use trainer::data::{passkey_example, AnswerWeight, Filler, LATE_NEEDLE_SHARE};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -367,7 +367,8 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
             prose: 0.5,
             numbers: 0.5,
         };
-        let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, filler);
+        let weight = AnswerWeight::PerToken(5.0);
+        let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, filler, weight);
         let (needle, answer) = (example.needle_at.unwrap(), example.answer_at.unwrap());
         if answer - needle == late_gap {
             late += 1;
@@ -386,12 +387,64 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
     );
 }
 
+/// `--answer-share`: the answer digits carry the same share of a haystack's loss weight
+/// at every length; without it each digit weighs 5, whatever the length.
+#[test]
+fn the_answer_share_holds_at_every_length() {
+    use rand::SeedableRng;
+    use trainer::data::{passkey_example, AnswerWeight, Filler};
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let corpus = sample_corpus(&tokenizer);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let filler = Filler {
+        prose: 0.5,
+        numbers: 0.0,
+    };
+    for length in [256, 1024, 4096] {
+        let n = config.segment_len;
+        let share = passkey_example(
+            &corpus,
+            &tokenizer,
+            &mut rng,
+            length,
+            n,
+            filler,
+            AnswerWeight::Share(0.2),
+        );
+        let fixed = passkey_example(
+            &corpus,
+            &tokenizer,
+            &mut rng,
+            length,
+            n,
+            filler,
+            AnswerWeight::PerToken(5.0),
+        );
+        let answer_share = |e: &trainer::data::Example| {
+            let answer: f32 = e.weights[e.answer_at.unwrap() - 1..].iter().sum();
+            answer / e.weights.iter().sum::<f32>()
+        };
+        assert!(
+            (answer_share(&share) - 0.2).abs() < 1e-4,
+            "{length}: {}",
+            answer_share(&share)
+        );
+        let digits = length + 1 - fixed.answer_at.unwrap();
+        let expected = 5.0 * digits as f32 / (length - digits + 5 * digits) as f32;
+        assert!(
+            (answer_share(&fixed) - expected).abs() < 1e-5,
+            "{length}: {}",
+            answer_share(&fixed)
+        );
+    }
+}
+
 /// Numbers spliced into prose filler (`--number-filler`): the span keeps its length and
 /// gains digits, and the haystack still asks for its own key.
 #[test]
 fn number_filler_adds_digits_and_keeps_the_key() {
     use rand::SeedableRng;
-    use trainer::data::{add_numbers, passkey_example, Filler};
+    use trainer::data::{add_numbers, passkey_example, AnswerWeight, Filler};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -421,6 +474,7 @@ fn number_filler_adds_digits_and_keeps_the_key() {
             512,
             config.segment_len,
             filler,
+            AnswerWeight::PerToken(5.0),
         );
         let answer = example.answer_at.unwrap();
         let key = tokenizer
