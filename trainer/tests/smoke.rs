@@ -352,7 +352,7 @@ fn sample_corpus(tokenizer: &Tokenizer) -> trainer::data::Corpus {
 #[test]
 fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
     use rand::SeedableRng;
-    use trainer::data::{passkey_example, AnswerWeight, Filler, LATE_NEEDLE_SHARE};
+    use trainer::data::{passkey_example, AnswerWeight, Filler, ANSWER_WEIGHT, LATE_NEEDLE_SHARE};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -367,7 +367,7 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
             prose: 0.5,
             numbers: 0.5,
         };
-        let weight = AnswerWeight::PerToken(5.0);
+        let weight = AnswerWeight::PerToken(ANSWER_WEIGHT);
         let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, filler, weight);
         let (needle, answer) = (example.needle_at.unwrap(), example.answer_at.unwrap());
         if answer - needle == late_gap {
@@ -392,7 +392,7 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
 #[test]
 fn the_answer_share_holds_at_every_length() {
     use rand::SeedableRng;
-    use trainer::data::{passkey_example, AnswerWeight, Filler};
+    use trainer::data::{passkey_example, AnswerWeight, Filler, ANSWER_WEIGHT};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -418,7 +418,7 @@ fn the_answer_share_holds_at_every_length() {
             length,
             n,
             filler,
-            AnswerWeight::PerToken(5.0),
+            AnswerWeight::PerToken(ANSWER_WEIGHT),
         );
         let answer_share = |e: &trainer::data::Example| {
             let answer: f32 = e.weights[e.answer_at.unwrap() - 1..].iter().sum();
@@ -430,7 +430,8 @@ fn the_answer_share_holds_at_every_length() {
             answer_share(&share)
         );
         let digits = length + 1 - fixed.answer_at.unwrap();
-        let expected = 5.0 * digits as f32 / (length - digits + 5 * digits) as f32;
+        let answer = ANSWER_WEIGHT * digits as f32;
+        let expected = answer / ((length - digits) as f32 + answer);
         assert!(
             (answer_share(&fixed) - expected).abs() < 1e-5,
             "{length}: {}",
@@ -444,7 +445,7 @@ fn the_answer_share_holds_at_every_length() {
 #[test]
 fn number_filler_adds_digits_and_keeps_the_key() {
     use rand::SeedableRng;
-    use trainer::data::{add_numbers, passkey_example, AnswerWeight, Filler};
+    use trainer::data::{add_numbers, passkey_example, AnswerWeight, Filler, ANSWER_WEIGHT};
     let (config, tokenizer) = smoke(UpdateRule::Delta);
     let corpus = sample_corpus(&tokenizer);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -474,7 +475,7 @@ fn number_filler_adds_digits_and_keeps_the_key() {
             512,
             config.segment_len,
             filler,
-            AnswerWeight::PerToken(5.0),
+            AnswerWeight::PerToken(ANSWER_WEIGHT),
         );
         let answer = example.answer_at.unwrap();
         let key = tokenizer
