@@ -6,13 +6,14 @@
 //   R     = σ(K) M / (σ(K) z)         (delta rule only; 0 without memory)
 // then, if the chunk is committed, the write
 //   M += σ(K)ᵀ (V − R),   z += Σ_t σ(K_t).
-// One workgroup of 64 invocations per head walks the chunk. Both halves are small
+// Two walks of the same arithmetic. `main`, for software adapters (lavapipe): one
+// workgroup of 64 invocations per head walks the chunk. Both halves are small
 // matrix products, tiled so that each load feeds several FMAs (on a software adapter
 // such as lavapipe every load is a loop over the SIMD lanes; see matmul_vec4.wgsl):
 // in the reads an invocation takes 4 tokens × 8 columns of M (17 loads for 72 FMAs
 // per row i of M), in the write 8 rows × 8 columns of M (16 loads for 64 FMAs per
 // token). Barriers separate the reads of M from its write, and the write from the
-// next segment's reads.
+// next segment's reads. `columns`, for GPUs: see there.
 // A walk covers segments `first` .. `first + segments` of the chunk (the engine splits
 // long chunks: see Recorder::memory); `segments_written` counts the text's segments before it.
 struct Params { n: u32, n_heads: u32, head_dim: u32, flags: u32, segments: u32, segments_written: u32, first: u32 }
@@ -152,5 +153,132 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
         }
         // The write is done before the next segment reads M and z.
         storageBarrier();
+    }
+}
+
+// On a GPU one workgroup per head leaves all but a few multiprocessors idle and each
+// invocation's long chains of loads unhidden: on an H200 that walk took 68% of a chunk
+// (BENCHMARKS.md). But a column j of M needs only itself, σ(K), z and column j of V:
+//   A_mem[:, j] = σ(Q) M[:, j] / (σ(Q) z),   M[:, j] += σ(K)ᵀ (V[:, j] − R[:, j]).
+// So `columns` gives each workgroup one head's block of COLUMNS columns, held in
+// workgroup memory across the walk with a private copy of z, which every block of
+// the head advances alike; `z_sum`, dispatched after it, adds the chunk's Σ σ(K_t) to
+// z (a block that wrote z could race the others' reads of it). 256 invocations: in
+// the reads one token × 2 columns each, in the write one row × 4 columns.
+const COLUMNS: u32 = 16u;
+// Largest head_dim either walk takes (`main` tiles M in 8 × 8 blocks of 64 invocations).
+const MAX_HEAD_DIM: u32 = 64u;
+var<workgroup> m_block: array<f32, 1024>; // [i][COLUMNS], i < head_dim ≤ MAX_HEAD_DIM
+var<workgroup> z_block: array<f32, 64>; // [i]
+
+@compute @workgroup_size(256)
+fn columns(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let d = p.head_dim;
+    let blocks = (d + COLUMNS - 1u) / COLUMNS;
+    let h = wg.x / blocks;
+    let c0 = (wg.x % blocks) * COLUMNS;
+    let dm = p.n_heads * d;
+    let m0 = h * d * d;
+    let read = (p.flags & READ) != 0u;
+    let delta = (p.flags & DELTA) != 0u;
+    // Columns past head_dim (a block that overhangs it) hold 0 and are not stored.
+    for (var e = lid; e < d * COLUMNS; e += 256u) {
+        let j = c0 + e % COLUMNS;
+        m_block[e] = select(0.0, m[m0 + (e / COLUMNS) * d + min(j, d - 1u)], j < d);
+    }
+    if (lid < d) {
+        z_block[lid] = z[h * d + lid];
+    }
+    workgroupBarrier();
+    let pair = (lid % 8u) * 2u;
+    let quad = (lid % 4u) * 4u;
+    for (var s = 0u; s < p.segments; s++) {
+        let has_memory = p.segments_written + s > 0u;
+        let start = (p.first + s) * p.n;
+        for (var t = lid / 8u; t < p.n; t += 32u) {
+            let row = (start + t) * dm + h * d;
+            var nq = vec2(0.0);
+            var nk = vec2(0.0);
+            var den_q = 0.0;
+            var den_k = 0.0;
+            if (has_memory) {
+                for (var i = 0u; i < d; i++) {
+                    let mi = vec2(m_block[i * COLUMNS + pair], m_block[i * COLUMNS + pair + 1u]);
+                    let q = sq[row + i];
+                    let k = sk[row + i];
+                    nq += mi * q;
+                    nk += mi * k;
+                    den_q += q * z_block[i];
+                    den_k += k * z_block[i];
+                }
+            }
+            let on_q = select(0.0, 1.0 / max(den_q, MEMORY_EPS), has_memory && read);
+            let on_k = select(0.0, 1.0 / max(den_k, MEMORY_EPS), has_memory && delta);
+            for (var c = 0u; c < 2u; c++) {
+                let j = c0 + pair + c;
+                if (j < d) {
+                    a_mem[row + j] = nq[c] * on_q;
+                    surprise[row + j] = v[row + j] - nk[c] * on_k;
+                }
+            }
+        }
+        // Every V − R is stored, and every read of the block and z done, before the write.
+        storageBarrier();
+        workgroupBarrier();
+        if ((p.flags & COMMIT) != 0u) {
+            let i = lid / 4u;
+            if (i < d) {
+                var w = vec4(0.0);
+                var zi = 0.0;
+                for (var t = start; t < start + p.n; t++) {
+                    let row = t * dm + h * d;
+                    let k = sk[row + i];
+                    let j = row + c0 + quad;
+                    let end = row + d - 1u;
+                    w += k * vec4(surprise[min(j, end)], surprise[min(j + 1u, end)], surprise[min(j + 2u, end)], surprise[min(j + 3u, end)]);
+                    zi += k;
+                }
+                for (var e = 0u; e < 4u; e++) {
+                    m_block[i * COLUMNS + quad + e] += w[e];
+                }
+                if (quad == 0u) {
+                    z_block[i] += zi;
+                }
+            }
+        }
+        // The write is done before the next segment reads the block and z.
+        workgroupBarrier();
+    }
+    for (var e = lid; e < d * COLUMNS; e += 256u) {
+        let j = c0 + e % COLUMNS;
+        if (j < d) {
+            m[m0 + (e / COLUMNS) * d + j] = m_block[e];
+        }
+    }
+}
+
+// After `columns` commits: z += Σ σ(K_t) over the walk's segments. One workgroup per
+// element of z, its invocations summing every 64th token, then halving.
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn z_sum(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let e = wg.x; // head · head_dim + i
+    let dm = p.n_heads * p.head_dim;
+    let start = p.first * p.n;
+    var sum = 0.0;
+    for (var t = start + lid; t < start + p.segments * p.n; t += 64u) {
+        sum += sk[t * dm + e];
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        z[e] += partial[0];
     }
 }

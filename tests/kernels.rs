@@ -227,40 +227,11 @@ fn check_memory_shaped(
     let q = random_floats(len, 2.0, 12);
     let k = random_floats(len, 2.0, 14);
     let v = random_floats(len, 1.0, 15);
-    let (qb, kb, vb) = (
-        gpu.buffer_with("q", &q),
-        gpu.buffer_with("k", &k),
-        gpu.buffer_with("v", &v),
-    );
-    let (mb, zb) = (
-        gpu.buffer_with("m", &start.m),
-        gpu.buffer_with("z", &start.z),
-    );
-    let (ab, rb) = (
-        gpu.buffer("a_mem", len * 4),
-        gpu.buffer("surprise", len * 4),
-    );
     let flags = MemoryFlags {
         read,
         delta: rule == UpdateRule::Delta,
         commit,
     };
-    let out = run(
-        &gpu,
-        |rec| {
-            let bindings = MemoryBindings {
-                q: &qb,
-                k: &kb,
-                v: &vb,
-                m: &mb,
-                z: &zb,
-                a_mem: &ab,
-                surprise: &rb,
-            };
-            rec.memory(bindings, heads(n, segments, h, d), flags, segments_written)
-        },
-        &[(&ab, len), (&mb, start.m.len()), (&zb, start.z.len())],
-    );
     let mut mem = start.clone();
     let mut a_mem = Vec::new();
     let rows = len / segments;
@@ -278,17 +249,54 @@ fn check_memory_shaped(
             cpu::memory_write(&k[r.clone()], &v[r], &mut mem, h, d, rule, has_memory);
         }
     }
-    let at = format!("{rule:?}, {segments_written} segments written, read {read}, commit {commit}");
-    let got = floats(&out[0]);
-    assert_close(&format!("{at}: A_mem"), &got, &a_mem, 1e-5);
-    if segments_written == 0 || !read {
-        assert!(
-            got[..rows].iter().all(|&x| x == 0.0),
-            "{at}: no memory must read exactly 0"
+    // Both walks: by columns for GPUs, by heads for SIMD (software) adapters.
+    for simd in [false, true] {
+        let kernels = Kernels::new(&gpu.device, simd);
+        // Fresh buffers: the op replaces Q and K by σ(Q) and σ(K).
+        let (qb, kb, vb) = (
+            gpu.buffer_with("q", &q),
+            gpu.buffer_with("k", &k),
+            gpu.buffer_with("v", &v),
         );
+        let (mb, zb) = (
+            gpu.buffer_with("m", &start.m),
+            gpu.buffer_with("z", &start.z),
+        );
+        let (ab, rb) = (
+            gpu.buffer("a_mem", len * 4),
+            gpu.buffer("surprise", len * 4),
+        );
+        let out = run_with(
+            &gpu,
+            &kernels,
+            |rec| {
+                let bindings = MemoryBindings {
+                    q: &qb,
+                    k: &kb,
+                    v: &vb,
+                    m: &mb,
+                    z: &zb,
+                    a_mem: &ab,
+                    surprise: &rb,
+                };
+                rec.memory(bindings, heads(n, segments, h, d), flags, segments_written)
+            },
+            &[(&ab, len), (&mb, start.m.len()), (&zb, start.z.len())],
+        );
+        let at = format!(
+            "{rule:?}, {segments_written} segments written, read {read}, commit {commit}, simd {simd}"
+        );
+        let got = floats(&out[0]);
+        assert_close(&format!("{at}: A_mem"), &got, &a_mem, 1e-5);
+        if segments_written == 0 || !read {
+            assert!(
+                got[..rows].iter().all(|&x| x == 0.0),
+                "{at}: no memory must read exactly 0"
+            );
+        }
+        assert_close(&format!("{at}: M"), &floats(&out[1]), &mem.m, 1e-5);
+        assert_close(&format!("{at}: z"), &floats(&out[2]), &mem.z, 1e-5);
     }
-    assert_close(&format!("{at}: M"), &floats(&out[1]), &mem.m, 1e-5);
-    assert_close(&format!("{at}: z"), &floats(&out[2]), &mem.z, 1e-5);
 }
 
 #[test]
@@ -301,6 +309,8 @@ fn linear_memory_matches() {
 fn delta_memory_matches() {
     check_memory(UpdateRule::Delta, 0, true, true);
     check_memory(UpdateRule::Delta, 4, true, true);
+    // The model's shape.
+    check_memory_shaped(UpdateRule::Delta, 3, true, true, (32, 5, 4, 64));
 }
 
 /// 200 segments of 128 tokens at head_dim 64 take more loop iterations (≈ 78,000)

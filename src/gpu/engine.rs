@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::kernels::{
     AttentionBindings, GateMixBindings, Heads, LossBindings, MemoryBindings, MemoryFlags,
+    MAX_HEAD_DIM,
 };
 use super::{floats, uints, Gpu, Recorder};
 use crate::segment::validate_segment;
@@ -31,10 +32,6 @@ struct LayerBuffers {
     key_shift: Option<wgpu::Buffer>,
     query_shift: Option<wgpu::Buffer>,
 }
-
-/// Largest head_dim the memory kernel takes: its 64 invocations tile M in 8 × 8
-/// blocks (shaders/memory.wgsl).
-const MAX_HEAD_DIM: usize = 64;
 
 /// A model's weights on a device (f32: f16 files are widened at load).
 pub struct GpuModel {

@@ -34,8 +34,13 @@ pub enum Op {
     AttentionValues,
     /// σ in place on Q and K, ahead of the memory.
     Sigma,
-    /// Reads and writes of the compressive memory, segment by segment.
+    /// Reads and writes of the compressive memory, segment by segment: one
+    /// workgroup per head, for software adapters.
     Memory,
+    /// The same walk for GPUs: one workgroup per head and block of M's columns.
+    MemoryColumns,
+    /// z += Σ σ(K) over the segments a [`Op::MemoryColumns`] walk wrote.
+    MemoryZ,
     GateMix,
     SwiGlu,
     Add,
@@ -120,9 +125,13 @@ impl Op {
                 "main",
                 &[ReadWrite, ReadWrite],
             ),
-            Op::Memory => spec(
+            Op::Memory | Op::MemoryColumns | Op::MemoryZ => spec(
                 shader!(sigma "memory"),
-                "main",
+                match self {
+                    Op::Memory => "main",
+                    Op::MemoryColumns => "columns",
+                    _ => "z_sum",
+                },
                 &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             ),
             Op::GateMix => spec(
@@ -425,12 +434,27 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
 }
 
 /// Loop iterations of one memory-kernel invocation per segment of n tokens, counted
-/// from shaders/memory.wgsl's loops (generously: constant loops count too): the
-/// reads' token quads, each a row loop and 52 iterations of stores; the write's
-/// token loop and 44 iterations of stores.
-fn walk_iterations(n: usize, head_dim: usize) -> usize {
-    1 + n.div_ceil(32) * (head_dim + 53) + n + 45
+/// from shaders/memory.wgsl's loops (generously: constant loops count too). `main`:
+/// the reads' token quads, each a row loop and 52 iterations of stores; the write's
+/// token loop and 44 iterations of stores. `columns`: the reads' tokens, each a row
+/// loop and 2 stores; the write's token loop and 4 stores; loading and storing the
+/// block (once a walk, counted here for every segment); `z_sum`'s token loop.
+fn walk_iterations(n: usize, head_dim: usize, columns: bool) -> usize {
+    if columns {
+        1 + n.div_ceil(32) * (head_dim + 3)
+            + head_dim.div_ceil(64) * (n + 5)
+            + 2 * head_dim.div_ceil(16)
+            + 1
+            + n
+    } else {
+        1 + n.div_ceil(32) * (head_dim + 53) + n + 45
+    }
 }
+
+/// Largest head_dim either memory walk takes, and the `columns` walk's block of
+/// columns (shaders/memory.wgsl's MAX_HEAD_DIM and COLUMNS).
+pub const MAX_HEAD_DIM: usize = 64;
+const COLUMNS: usize = 16;
 
 /// Iterations one memory-kernel dispatch may spend on its segments: lavapipe's
 /// 65,535 less the copies of z in and out and a margin.
@@ -769,10 +793,23 @@ impl<'a> Recorder<'a> {
             &[b.q, b.k],
             groups(u(len), 64),
         );
+        assert!(
+            heads.head_dim <= MAX_HEAD_DIM,
+            "Memory: heads of {} dimensions, the walks take up to {MAX_HEAD_DIM}",
+            heads.head_dim
+        );
+        let columns = !self.kernels.simd;
+        let (walk, workgroups) = if columns {
+            let blocks = heads.head_dim.div_ceil(COLUMNS);
+            (Op::MemoryColumns, [u(heads.n_heads * blocks), 1, 1])
+        } else {
+            (Op::Memory, [u(heads.n_heads), 1, 1])
+        };
         // Lavapipe stops an invocation's loops after 65,535 iterations in all
         // (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS), silently: a long chunk is walked
         // in several dispatches that each stay under that.
-        let per_walk = (WALK_LOOP_BUDGET / walk_iterations(heads.n, heads.head_dim)).max(1);
+        let per_walk =
+            (WALK_LOOP_BUDGET / walk_iterations(heads.n, heads.head_dim, columns)).max(1);
         for first in (0..heads.segments).step_by(per_walk) {
             let params = MemoryParams {
                 n: u(heads.n),
@@ -783,12 +820,11 @@ impl<'a> Recorder<'a> {
                 segments_written: u(segments_written + first),
                 first: u(first),
             };
-            self.dispatch(
-                Op::Memory,
-                params,
-                &[b.q, b.k, b.v, b.m, b.z, b.a_mem, b.surprise],
-                [u(heads.n_heads), 1, 1],
-            );
+            let buffers = [b.q, b.k, b.v, b.m, b.z, b.a_mem, b.surprise];
+            self.dispatch(walk, params, &buffers, workgroups);
+            if columns && flags.commit {
+                self.dispatch(Op::MemoryZ, params, &buffers, [u(per_head), 1, 1]);
+            }
         }
     }
 
@@ -897,5 +933,15 @@ mod tests {
         same_as_wgsl::<SwiGluParams>();
         same_as_wgsl::<AddParams>();
         same_as_wgsl::<LossParams>();
+    }
+
+    #[test]
+    fn the_column_walks_sizes_are_the_shaders() {
+        let source = shader!("memory");
+        assert!(source.contains(&format!("const COLUMNS: u32 = {COLUMNS}u;")));
+        assert!(source.contains(&format!("const MAX_HEAD_DIM: u32 = {MAX_HEAD_DIM}u;")));
+        let block = COLUMNS * MAX_HEAD_DIM;
+        assert!(source.contains(&format!("m_block: array<f32, {block}>")));
+        assert!(source.contains(&format!("z_block: array<f32, {MAX_HEAD_DIM}>")));
     }
 }
