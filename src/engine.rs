@@ -39,8 +39,21 @@ impl Engine {
     /// The GPU engine, or an error when there is no usable adapter.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn gpu(model: Arc<Model>, options: RunOptions) -> Result<Self, Error> {
+        Self::gpu_chunked(model, options, crate::gpu::CHUNK_SEGMENTS)
+    }
+
+    /// [`Self::gpu`] taking up to `chunk` segments a submission (for benchmarks).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn gpu_chunked(
+        model: Arc<Model>,
+        options: RunOptions,
+        chunk: usize,
+    ) -> Result<Self, Error> {
         let gpu = Arc::new(pollster::block_on(crate::gpu::Gpu::new())?);
-        Ok(Self::on(GpuModel::upload(gpu, model)?, options))
+        let shared = GpuModel::upload(gpu, model)?;
+        Ok(Self::Gpu(Box::new(GpuEngine::with_chunk(
+            shared, options, chunk,
+        ))))
     }
 
     /// An engine of its own on weights already on a device (shared between engines).

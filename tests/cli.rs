@@ -324,3 +324,21 @@ fn recall_json_decomposes_each_heads_read() {
         );
     }
 }
+
+#[test]
+fn bench_reads_the_same_losses_at_the_chunk_asked_for() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/paradise-lost.txt");
+    let out = succeeded(run(&[
+        "bench", "--text", sample, "--tokens", "400", "--chunk", "3",
+    ]));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("(3 segments per submission)"), "{stdout}");
+    assert!(stdout.contains("a chunk of 3 segments"), "{stdout}");
+    // One segment a submission, chunked, and the CPU reference: one loss.
+    let losses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split("loss ").nth(1))
+        .collect();
+    assert_eq!(losses.len(), 3, "{stdout}");
+    assert!(losses.iter().all(|l| *l == losses[0]), "{stdout}");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use infiniscope::bench::{cpu_peak, matmul_rates, time_reading};
 use infiniscope::engine::{Engine, CPU_CHUNK};
+use infiniscope::gpu::CHUNK_SEGMENTS;
 use infiniscope::text::first_tokens;
 use infiniscope::{Error, Model, RunOptions};
 
@@ -18,6 +19,10 @@ pub struct Args {
     /// Tokens to run through each engine.
     #[arg(long, default_value_t = 2048)]
     tokens: usize,
+    /// Most segments the chunked GPU engine takes a submission (fewer where the
+    /// device's buffer limit says so).
+    #[arg(long, default_value_t = CHUNK_SEGMENTS)]
+    chunk: usize,
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -33,11 +38,15 @@ pub fn run(args: &Args) -> Result<(), Error> {
         tokens.len().div_ceil(n)
     );
     let mut rates = Vec::new();
-    let gpu = Engine::gpu(Arc::clone(&model), options)?;
-    let chunk = gpu.chunk();
+    let chunked = Engine::gpu_chunked(Arc::clone(&model), options, args.chunk)?;
+    let chunk = chunked.chunk();
     let engines = [
-        ("one segment per submission", gpu, 1),
-        ("chunked", Engine::gpu(Arc::clone(&model), options)?, chunk),
+        (
+            "one segment per submission",
+            Engine::gpu(Arc::clone(&model), options)?,
+            1,
+        ),
+        ("chunked", chunked, chunk),
         (
             "chunked",
             Engine::new(Arc::clone(&model), options, true).0,
@@ -95,7 +104,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
 /// Where a chunk's time goes on the GPU, op by op, and the FLOP rates of the
 /// matmul kernel and of the whole model.
 fn profile(model: &Arc<Model>, options: RunOptions, chunk: usize, rate: f64) -> Result<(), Error> {
-    let Engine::Gpu(engine) = Engine::gpu(Arc::clone(model), options)? else {
+    let Engine::Gpu(engine) = Engine::gpu_chunked(Arc::clone(model), options, chunk)? else {
         unreachable!("Engine::gpu is a GPU engine")
     };
     engine.profile(1, 1)?; // compiles every pipeline

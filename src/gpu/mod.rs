@@ -7,7 +7,7 @@ pub mod kernels;
 
 use std::sync::{Arc, Mutex};
 
-pub use engine::{GpuEngine, GpuModel};
+pub use engine::{GpuEngine, GpuModel, CHUNK_SEGMENTS};
 pub use kernels::{Kernels, Recorder};
 
 use crate::Error;

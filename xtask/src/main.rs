@@ -372,9 +372,10 @@ fn record(
 
 /// For a machine with a real GPU and a Vulkan (or Metal, DX12) driver: the GPU engine's
 /// tokens/s one segment per submission and chunked (with the CPU reference beside it),
-/// the matmul kernel's GFLOP/s and where a chunk's time goes, then one text read to 4K,
-/// 64K and 1M tokens at constant memory, each line naming the adapter. A few minutes on
-/// a real GPU; output in target/bench/gpu-quick.md.
+/// the matmul kernel's GFLOP/s and where a chunk's time goes, at 32 and 256 segments a
+/// submission, then one text read to 4K, 64K and 1M tokens at constant memory, each
+/// line naming the adapter. A few minutes on a real GPU; output in
+/// target/bench/gpu-quick.md.
 fn gpu_quick() -> Result<(), String> {
     run("cargo", &["build", "--release", "--bin", "infiniscope"])?;
     std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
@@ -394,6 +395,10 @@ fn gpu_quick() -> Result<(), String> {
     let mut report = String::from("# cargo xtask bench --gpu-quick\n\n");
     let steps: Vec<Vec<&str>> = vec![
         vec!["bench", "--text", &text, "--tokens", "16384"],
+        // Longer submissions: on an H200, 256 segments read 1.85× what 32 did.
+        vec![
+            "bench", "--text", &text, "--tokens", "65536", "--chunk", "256",
+        ],
         vec!["long", "--text", &text, "--marks", "4096,65536,1048576"],
     ];
     for args in steps {
