@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
 /// matmul kernel and of the whole model.
 fn profile(model: &Arc<Model>, options: RunOptions, chunk: usize, rate: f64) -> Result<(), Error> {
     let Engine::Gpu(engine) = Engine::gpu_chunked(Arc::clone(model), options, chunk)? else {
-        unreachable!("Engine::gpu is a GPU engine")
+        unreachable!("Engine::gpu_chunked is a GPU engine")
     };
     engine.profile(1, 1)?; // compiles every pipeline
     let ops = engine.profile(chunk, 3)?;

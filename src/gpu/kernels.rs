@@ -441,11 +441,7 @@ fn groups(count: u32, per_group: u32) -> [u32; 3] {
 /// block (once a walk, counted here for every segment); `z_sum`'s token loop.
 fn walk_iterations(n: usize, head_dim: usize, columns: bool) -> usize {
     if columns {
-        1 + n.div_ceil(32) * (head_dim + 3)
-            + head_dim.div_ceil(64) * (n + 5)
-            + 2 * head_dim.div_ceil(16)
-            + 1
-            + n
+        1 + n.div_ceil(32) * (head_dim + 3) + (n + 4) + 2 * head_dim.div_ceil(16) + n
     } else {
         1 + n.div_ceil(32) * (head_dim + 53) + n + 45
     }
