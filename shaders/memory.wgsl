@@ -158,7 +158,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 
 // On a GPU one workgroup per head leaves all but a few multiprocessors idle and each
 // invocation's long chains of loads unhidden: on an H200 that walk took 68% of a chunk
-// (BENCHMARKS.md). But a column j of M needs only itself, σ(K), z and column j of V:
+// (BENCHMARKS.md §7). But a column j of M needs only itself, σ(K), z and column j of V:
 //   A_mem[:, j] = σ(Q) M[:, j] / (σ(Q) z),   M[:, j] += σ(K)ᵀ (V[:, j] − R[:, j]).
 // So `columns` gives each workgroup one head's block of COLUMNS columns, held in
 // workgroup memory across the walk with a private copy of z, which every block of
