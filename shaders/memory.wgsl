@@ -249,10 +249,13 @@ fn columns(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li
         // The write is done before the next segment reads the block and z.
         workgroupBarrier();
     }
-    for (var e = lid; e < d * COLUMNS; e += 256u) {
-        let j = c0 + e % COLUMNS;
-        if (j < d) {
-            m[m0 + (e / COLUMNS) * d + j] = m_block[e];
+    // An uncommitted walk (a generation step, say) left the block as it found it.
+    if ((p.flags & COMMIT) != 0u) {
+        for (var e = lid; e < d * COLUMNS; e += 256u) {
+            let j = c0 + e % COLUMNS;
+            if (j < d) {
+                m[m0 + (e / COLUMNS) * d + j] = m_block[e];
+            }
         }
     }
 }
