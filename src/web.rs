@@ -6,6 +6,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::generate::Generator;
 use crate::gpu::{Gpu, GpuModel};
 use crate::passkey;
 use crate::recall::{RecallLog, RECALL_SEGMENTS};
-use crate::reference::Reference;
+use crate::reference::{self, Reference};
 use crate::stream::Stream;
 use crate::taps::{LayerMemory, Segment, SegmentOutput, Taps};
 use crate::tokenizer::{Pieces, StreamEncoder};
@@ -126,6 +127,12 @@ impl WebModel {
             Some(shared) => format!("WebGPU: {}", shared.gpu.describe()),
             None => format!("CPU reference (WebAssembly, {WASM_SIMD})"),
         }
+    }
+
+    /// Whether the model runs on a WebGPU device (else on the CPU reference).
+    #[wasm_bindgen(getter)]
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
     }
 
     /// Why the model is not on the GPU although it was asked to be.
@@ -314,6 +321,18 @@ struct State {
     generator: Option<Generator>,
     /// When asked for ([`Session::keep_recall`]): what recall maps need.
     recall: Option<RecallLog>,
+    /// When the reading is split over two workers: the part of the model this one runs.
+    part: Option<Part>,
+}
+
+/// A part of the model (its blocks, [`reference::blocks`]): the page's CPU path runs
+/// the first in one worker and the rest in another, each on a core of its own, the
+/// second part of one chunk beside the first part of the next (scope/engine-worker.js).
+struct Part {
+    blocks: Range<usize>,
+    /// The rest's memory, joined after the text ([`Session::join`]): generation runs
+    /// the whole model.
+    joined: bool,
 }
 
 /// Everything the panels draw: loss, memory shares and the memory state.
@@ -358,6 +377,7 @@ impl Session {
             segments_written: 0,
             generator: None,
             recall: None,
+            part: None,
         };
         Session {
             state: Rc::new(RefCell::new(state)),
@@ -407,14 +427,97 @@ impl Session {
             .recall
             .as_ref()
             .ok_or_else(|| JsError::new("this session keeps no recall maps"))?;
-        log.shares(&state.model.config, token)
-            .map_err(|e| JsError::new(&e))
+        // A part's log holds its own layers.
+        let config = crate::Config {
+            n_layers: state.layers(),
+            ..state.model.config.clone()
+        };
+        log.shares(&config, token).map_err(|e| JsError::new(&e))
     }
 
     /// Segments a text may have and still get recall maps.
     #[wasm_bindgen(getter)]
     pub fn recall_segments(&self) -> usize {
         RECALL_SEGMENTS
+    }
+
+    /// From now on `step` runs the first part of the model, blocks 0 to `cut`
+    /// ([`reference::balanced_cut`] when `cut` is 0), and each result carries its rows
+    /// of the residual stream, `x`, for [`Self::step_from`] of a session that runs the
+    /// rest. Only on the CPU, before anything is read; returns the cut.
+    pub fn split_front(&self, cut: usize) -> Result<usize, JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let cut = match cut {
+            0 => reference::balanced_cut(&state.model.config),
+            cut => cut,
+        };
+        state.split(0..cut)?;
+        Ok(cut)
+    }
+
+    /// From now on this session runs the model from block `cut` on, with
+    /// [`Self::step_from`]: the rest of a reading whose first part another session runs.
+    pub fn split_back(&self, cut: usize) -> Result<(), JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let blocks = reference::blocks(&state.model.config);
+        state.split(cut..blocks)
+    }
+
+    /// Runs the rest of the model over the next `segments` segments, from the residual
+    /// stream `x` (`[row][d_model]`) of a first part's results over the same segments;
+    /// resolves to their results, as [`Self::step`] does.
+    pub fn step_from(&self, x: Vec<f32>, segments: usize) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut state = state.try_borrow_mut().map_err(|_| busy())?;
+            if state.part.as_ref().is_none_or(|p| p.blocks.start == 0) {
+                return Err(
+                    JsError::new("step_from runs the second part of a split session").into(),
+                );
+            }
+            let chunk = state.stream.next_chunk(segments);
+            if chunk.len() != segments {
+                let ready = chunk.len();
+                return Err(JsError::new(&format!(
+                    "the first part ran {segments} segments; this session had {ready} of them"
+                ))
+                .into());
+            }
+            state.step(&chunk, Some(x)).await
+        })
+    }
+
+    /// The first part of a split reading takes the rest's memory (M and z of its layers,
+    /// as its last result gave them), so that generation can run the whole model.
+    pub fn join(&self, m: Vec<f32>, z: Vec<f32>) -> Result<(), JsError> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let c = state.model.config.clone();
+        let Some(part) = state.part.as_mut().filter(|p| p.blocks.start == 0) else {
+            return Err(JsError::new(
+                "join is for the first part of a split session",
+            ));
+        };
+        let layers = reference::attention_layers(&(part.blocks.end..reference::blocks(&c)));
+        let (hdd, hd) = (c.n_heads * c.head_dim * c.head_dim, c.n_heads * c.head_dim);
+        if m.len() != layers.len() * hdd || z.len() != layers.len() * hd {
+            return Err(JsError::new(&format!(
+                "the rest's memory is {} layers of M and z; got {} and {} floats",
+                layers.len(),
+                m.len(),
+                z.len()
+            )));
+        }
+        part.joined = true;
+        let memory = m.chunks_exact(hdd).zip(z.chunks_exact(hd));
+        let memory = memory.map(|(m, z)| LayerMemory {
+            m: m.to_vec(),
+            z: z.to_vec(),
+        });
+        let Engine::Cpu(engine) = &mut state.engine else {
+            unreachable!("only the CPU reference is split");
+        };
+        engine.set_layers(layers.start, memory.collect());
+        Ok(())
     }
 
     /// Segments ready to run.
@@ -430,26 +533,14 @@ impl Session {
         let state = Rc::clone(&self.state);
         wasm_bindgen_futures::future_to_promise(async move {
             let mut state = state.try_borrow_mut().map_err(|_| busy())?;
+            if state.part.as_ref().is_some_and(|p| p.blocks.start > 0) {
+                return Err(
+                    JsError::new("the second part of a split session runs with step_from").into(),
+                );
+            }
             let most = most.clamp(1, state.engine.chunk());
             let chunk = state.stream.next_chunk(most);
-            let results = js_sys::Array::new();
-            if chunk.is_empty() {
-                return Ok(results.into());
-            }
-            let taps = Taps {
-                recall: state.recall.is_some(),
-                ..PANEL_TAPS
-            };
-            let (mut outputs, recovered) = state.run(&chunk, taps).await?;
-            if let Some(log) = state.recall.as_mut() {
-                for (segment, out) in chunk.iter().zip(&mut outputs) {
-                    log.keep(segment, out.recall.take().expect("recall tapped"));
-                }
-            }
-            for (segment, out) in chunk.iter().zip(outputs) {
-                results.push(&SegmentResult::new(&state, segment, out, recovered.clone()).into());
-            }
-            Ok(results.into())
+            state.step(&chunk, None).await
         })
     }
 
@@ -461,6 +552,12 @@ impl Session {
             let mut state = state.try_borrow_mut().map_err(|_| busy())?;
             if state.stream.pending() > 0 {
                 return Err(JsError::new("the text is still being read").into());
+            }
+            if state.part.as_ref().is_some_and(|p| !p.joined) {
+                return Err(JsError::new(
+                    "a split session generates once the rest's memory is joined",
+                )
+                .into());
             }
             let Some(segment) = state.generator.as_ref().map(Generator::segment) else {
                 return Err(JsError::new("read a text first: there is nothing to continue").into());
@@ -481,6 +578,84 @@ impl Session {
 }
 
 impl State {
+    /// Makes this session a part of the model (see [`Part`]).
+    fn split(&mut self, blocks: Range<usize>) -> Result<(), JsError> {
+        let n_blocks = reference::blocks(&self.model.config);
+        if blocks.is_empty() || blocks.end > n_blocks {
+            return Err(JsError::new(&format!(
+                "blocks {blocks:?} of a model of {n_blocks}"
+            )));
+        }
+        if self.engine.is_gpu() || self.segments_written > 0 || self.part.is_some() {
+            return Err(JsError::new(
+                "only a CPU session that has read nothing yet can be split",
+            ));
+        }
+        self.part = Some(Part {
+            blocks,
+            joined: false,
+        });
+        Ok(())
+    }
+
+    /// The model's layers whose taps this session gives: all, or a part's.
+    fn layers(&self) -> usize {
+        let c = &self.model.config;
+        let blocks = self
+            .part
+            .as_ref()
+            .map_or(0..reference::blocks(c), |p| p.blocks.clone());
+        reference::attention_layers(&blocks).len()
+    }
+
+    /// Runs a chunk (a part's, from `x` for the second) with the panels' taps, keeps
+    /// its recall taps and resolves to its results.
+    async fn step(&mut self, chunk: &[Segment], x: Option<Vec<f32>>) -> Result<JsValue, JsValue> {
+        let results = js_sys::Array::new();
+        if chunk.is_empty() {
+            return Ok(results.into());
+        }
+        let taps = Taps {
+            recall: self.recall.is_some(),
+            ..PANEL_TAPS
+        };
+        let (mut outputs, x, recovered) = match &self.part {
+            None => {
+                let (outputs, recovered) = self.run(chunk, taps).await?;
+                (outputs, None, recovered)
+            }
+            Some(part) => {
+                let Engine::Cpu(engine) = &mut self.engine else {
+                    unreachable!("only the CPU reference is split");
+                };
+                let (outputs, x) = engine
+                    .part(chunk, x, part.blocks.clone(), taps)
+                    .map_err(js_error)?;
+                if chunk.iter().all(|s| s.commit) {
+                    self.segments_written += chunk.len();
+                }
+                (outputs, x, None)
+            }
+        };
+        if let Some(log) = self.recall.as_mut() {
+            for (segment, out) in chunk.iter().zip(&mut outputs) {
+                log.keep(segment, out.recall.take().expect("recall tapped"));
+            }
+        }
+        let width = self.model.config.d_model;
+        let mut rows = x.as_deref().unwrap_or_default();
+        for (segment, out) in chunk.iter().zip(outputs) {
+            let mut result = SegmentResult::new(self, segment, out, recovered.clone());
+            if !rows.is_empty() {
+                let (own, rest) = rows.split_at(segment.tokens.len() * width);
+                result.x = own.to_vec();
+                rows = rest;
+            }
+            results.push(&result.into());
+        }
+        Ok(results.into())
+    }
+
     /// Runs segments; if the GPU fails (device lost, out of memory), continues on
     /// the CPU reference from the memory of the last committed segment and says so.
     async fn run(
@@ -526,6 +701,8 @@ pub struct SegmentResult {
     share: Vec<f32>,
     m: Vec<f32>,
     z: Vec<f32>,
+    /// A first part's rows of the residual stream, `[t][d_model]` (else empty).
+    x: Vec<f32>,
     recovered: Option<String>,
     device: String,
 }
@@ -546,6 +723,7 @@ impl SegmentResult {
             share: out.memory_share.unwrap_or_default(),
             m: memory.iter().flat_map(|l| l.m.iter().copied()).collect(),
             z: memory.iter().flat_map(|l| l.z.iter().copied()).collect(),
+            x: Vec::new(),
             recovered,
             device: state.engine.describe(),
         }
@@ -587,6 +765,12 @@ impl SegmentResult {
     #[wasm_bindgen(getter)]
     pub fn z(&self) -> Vec<f32> {
         self.z.clone()
+    }
+    /// The first part of a split session: this segment's rows of the residual stream
+    /// `[t][d_model]`, for the rest ([`Session::step_from`]); else empty.
+    #[wasm_bindgen(getter)]
+    pub fn x(&self) -> Vec<f32> {
+        self.x.clone()
     }
     /// Set when the GPU failed during this segment and the session moved to the CPU.
     #[wasm_bindgen(getter)]

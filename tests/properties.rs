@@ -333,3 +333,83 @@ fn chunks_of_segments_equal_one_segment_at_a_time() {
         }
     }
 }
+
+/// The page's two-worker pipeline: the model cut into two parts at every block, the
+/// first part's residual stream handed to the second, reads exactly as the whole model
+/// (the taps of the two parts, layer-major, side by side).
+#[test]
+fn two_parts_chained_read_as_the_whole_model() {
+    let model = model(odd_config(UpdateRule::Delta), 28);
+    let c = &model.config;
+    let tokens = random_tokens(9 * c.segment_len + 4, c.vocab_size, 29);
+    let segments = segments_of(&tokens, c.segment_len);
+    let options = RunOptions::for_config(c);
+    let mut whole = Reference::new(Arc::clone(&model), options);
+    let chunks = [5, 1, 4];
+    let mut want = Vec::new();
+    let mut rest = &segments[..];
+    for size in chunks {
+        let (chunk, tail) = rest.split_at(size);
+        want.extend(whole.segments(chunk, Taps::ALL).unwrap());
+        rest = tail;
+    }
+    let n_blocks = cpu::blocks(c);
+    for cut in 1..n_blocks {
+        let mut front = Reference::new(Arc::clone(&model), options);
+        let mut back = Reference::new(Arc::clone(&model), options);
+        let mut rest = &segments[..];
+        let mut got = Vec::new();
+        for size in chunks {
+            let (chunk, tail) = rest.split_at(size);
+            let (first, x) = front.part(chunk, None, 0..cut, Taps::ALL).unwrap();
+            assert!(first.iter().all(|o| o.loss.is_none() && o.logits.is_none()));
+            let (second, none) = back.part(chunk, x, cut..n_blocks, Taps::ALL).unwrap();
+            assert!(none.is_none(), "the last part reads out");
+            got.extend(first.into_iter().zip(second).map(|(a, b)| {
+                SegmentOutput {
+                    memory_share: Some([a.memory_share.unwrap(), b.memory_share.unwrap()].concat()),
+                    memory: a.memory.map(|m| [m, b.memory.unwrap()].concat()),
+                    recall: a
+                        .recall
+                        .zip(b.recall)
+                        .map(|(a, b)| infiniscope::taps::RecallTap {
+                            sigma_q: [a.sigma_q, b.sigma_q].concat(),
+                            a_mem: [a.a_mem, b.a_mem].concat(),
+                            delta_z: [a.delta_z, b.delta_z].concat(),
+                        }),
+                    ..b
+                }
+            }));
+            rest = tail;
+        }
+        assert_eq!(got, want, "cut at block {cut}");
+    }
+    // A part is given the residual stream exactly when it does not start the model.
+    let mut engine = Reference::new(Arc::clone(&model), options);
+    let one = &segments[..1];
+    let x = Some(vec![0.0; one[0].tokens.len() * c.d_model]);
+    assert!(engine.part(one, x.clone(), 0..2, Taps::ALL).is_err());
+    assert!(engine.part(one, None, 1..2, Taps::ALL).is_err());
+    assert!(engine
+        .part(one, Some(vec![0.0; 3]), 1..2, Taps::ALL)
+        .is_err());
+    assert!(engine.part(one, x, 1..n_blocks + 1, Taps::ALL).is_err());
+}
+
+#[test]
+fn the_balanced_cut_splits_the_work_in_about_half() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/infini-tiny/config.json"
+    );
+    let tiny = infiniscope::Config::from_json(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    // Per token: attention blocks 327,680 multiply-adds, MLP blocks 589,824, readout
+    // 1,048,576: blocks 0–4 are 2,162,688 against 2,555,904 after them.
+    assert_eq!(cpu::balanced_cut(&tiny), 5);
+    // Without a readout to speak of, the cut falls between the layers' halves.
+    let small_vocab = infiniscope::Config {
+        vocab_size: 2,
+        ..tiny.clone()
+    };
+    assert_eq!(cpu::balanced_cut(&small_vocab), 4);
+}

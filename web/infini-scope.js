@@ -204,6 +204,11 @@ export class InfiniScope extends HTMLElement {
     return this.#loaded;
   }
 
+  /** Workers that read on the CPU path: 2 (the default; one where the machine has a single core) or 1. */
+  get #cpuWorkers() {
+    return this.getAttribute("cpu-workers") === "1" ? 1 : 2;
+  }
+
   get #segmentLimit() {
     const limit = parseInt(this.getAttribute("segment-limit") ?? "", 10);
     return Number.isFinite(limit) && limit > 0 ? limit : Infinity;
@@ -393,6 +398,7 @@ export class InfiniScope extends HTMLElement {
     try {
       await run.read({
         segmentLimit: this.#segmentLimit,
+        workers: this.#cpuWorkers,
         onSegment: (segment) => this.#record(run, segment, config),
         onStep: () => this.#scheduleDraw(),
       });

@@ -105,6 +105,13 @@ impl Reference {
         self.segments_written = segments_written;
     }
 
+    /// Takes the memory of layers `first..` (one entry each) from the engine that ran
+    /// them: the other part of a reading split in two ([`Self::part`]).
+    pub fn set_layers(&mut self, first: usize, memory: Vec<LayerMemory>) {
+        let layers = first..first + memory.len();
+        self.memory.splice(layers, memory);
+    }
+
     /// Runs one segment through every layer: read memory, then (if `commit`) write it.
     pub fn segment(&mut self, segment: &Segment, taps: Taps) -> Result<SegmentOutput, Error> {
         let mut outputs = self.segments(std::slice::from_ref(segment), taps)?;
@@ -120,6 +127,25 @@ impl Reference {
         segments: &[Segment],
         taps: Taps,
     ) -> Result<Vec<SegmentOutput>, Error> {
+        let all = 0..blocks(&self.model.config);
+        Ok(self.part(segments, None, all, taps)?.0)
+    }
+
+    /// Runs the model's blocks `blocks` (see [`blocks`]) over the chunk, as
+    /// [`Self::segments`] runs all of them: from the tokens' embeddings when `blocks`
+    /// starts at 0, else from `x`, the residual stream `[row][d_model]` the part before
+    /// left; through the readout when `blocks` ends with the model's last, else the
+    /// residual stream comes back for the next part (the second value). Parts chained
+    /// in order give [`Self::segments`]'s numbers exactly; each output's taps (memory
+    /// share, memory, recall) cover the layers whose attention block ran here
+    /// ([`attention_layers`]), and the loss, argmax and logits come from the last part.
+    pub fn part(
+        &mut self,
+        segments: &[Segment],
+        x: Option<Vec<f32>>,
+        blocks: Range<usize>,
+        taps: Taps,
+    ) -> Result<(Vec<SegmentOutput>, Option<Vec<f32>>), Error> {
         for segment in segments {
             validate_segment(&self.model, segment)?;
         }
@@ -136,17 +162,38 @@ impl Reference {
             spans,
             rows,
         };
-        let tokens: Vec<u32> = segments.iter().flat_map(|s| s.tokens.clone()).collect();
+        let n_blocks = self::blocks(c);
+        if blocks.is_empty() || blocks.end > n_blocks {
+            return Err(Error::Text(format!(
+                "blocks {blocks:?} of a model of {n_blocks}"
+            )));
+        }
+        let mut x = match (x, blocks.start) {
+            (None, 0) => {
+                let tokens: Vec<u32> = segments.iter().flat_map(|s| s.tokens.clone()).collect();
+                embed(&model.weights.embed, &tokens, c.d_model)
+            }
+            (Some(x), 1..) if x.len() == rows * c.d_model => x,
+            _ => {
+                return Err(Error::Text(format!(
+                    "blocks {blocks:?} read the tokens when they start at 0, else the residual stream the part before left ({rows} rows × {})",
+                    c.d_model
+                )))
+            }
+        };
         // `[segment][layer][t][head]`, as SegmentOutput::memory_share.
         let mut shares = vec![Vec::new(); segments.len()];
         let mut recalls = vec![RecallTap::default(); segments.len()];
 
-        let mut x = embed(&model.weights.embed, &tokens, c.d_model);
-        for (l, layer) in model.weights.layers.iter().enumerate() {
+        for block in blocks.clone() {
+            let (l, layer) = (block / 2, &model.weights.layers[block / 2]);
+            if block % 2 == 1 {
+                let mlp = self.mlp_block(layer, &x, rows);
+                add(&mut x, &mlp);
+                continue;
+            }
             let attention = self.attention_block(layer, &self.memory[l], &x, &chunk, taps);
             add(&mut x, &attention.out);
-            let mlp = self.mlp_block(layer, &x, rows);
-            add(&mut x, &mlp);
 
             self.memory[l] = attention.memory;
             for (share, span) in shares.iter_mut().zip(&chunk.spans) {
@@ -168,13 +215,22 @@ impl Reference {
             }
         }
         self.segments_written += segments.iter().filter(|s| s.commit).count();
-        let recalls = recalls.into_iter().map(|r| taps.recall.then_some(r));
-        Ok(self
-            .readout(&x, &chunk, shares, taps)
-            .into_iter()
-            .zip(recalls)
-            .map(|(out, recall)| SegmentOutput { recall, ..out })
-            .collect())
+        let last = segments.len().saturating_sub(1);
+        let layers = attention_layers(&blocks);
+        let outputs = chunk.spans.iter().zip(shares).zip(recalls).enumerate();
+        let outputs = outputs.map(|(i, ((span, share), recall))| SegmentOutput {
+            n_tokens: span.len(),
+            memory: (taps.memory && i == last).then(|| self.memory[layers.clone()].to_vec()),
+            memory_share: taps.memory_share.then_some(share),
+            recall: taps.recall.then_some(recall),
+            ..SegmentOutput::default()
+        });
+        let mut outputs: Vec<SegmentOutput> = outputs.collect();
+        if blocks.end < n_blocks {
+            return Ok((outputs, Some(x)));
+        }
+        self.readout(&x, &chunk, &mut outputs, taps);
+        Ok((outputs, None))
     }
 
     /// A = g·A_mem + (1 − g)·A_dot per head over RMSNorm(x), projected by W_O; the
@@ -315,15 +371,9 @@ impl Reference {
         matmul(&hidden, &layer.w_down, rows, f, dm)
     }
 
-    /// The taps of every segment out of the last layer's x: logits against the tied
-    /// embedding, and the loss and argmax only when tapped (an exp per logit).
-    fn readout(
-        &self,
-        x: &[f32],
-        chunk: &Chunk,
-        shares: Vec<Vec<f32>>,
-        taps: Taps,
-    ) -> Vec<SegmentOutput> {
+    /// The last layer's x read out into every segment's output: logits against the
+    /// tied embedding, and the loss and argmax only when tapped (an exp per logit).
+    fn readout(&self, x: &[f32], chunk: &Chunk, outputs: &mut [SegmentOutput], taps: Taps) {
         let weights = &self.model.weights;
         let (dm, vocab) = (self.model.config.d_model, self.model.config.vocab_size);
         let norm_eps = self.model.config.norm_eps;
@@ -341,21 +391,42 @@ impl Reference {
                 cross_entropy(logits_of(&chunk.spans[i]), vocab, targets)
             })
         });
-        let last = chunk.segments.len().saturating_sub(1);
-        let outputs = chunk.spans.iter().zip(shares).zip(losses).enumerate();
-        outputs
-            .map(|(i, ((span, share), loss))| {
-                let (loss, argmax) = loss.unzip();
-                SegmentOutput {
-                    n_tokens: span.len(),
-                    loss,
-                    argmax,
-                    logits: taps.logits.then(|| logits_of(span).to_vec()),
-                    memory: (taps.memory && i == last).then(|| self.memory.clone()),
-                    memory_share: taps.memory_share.then_some(share),
-                    recall: None,
-                }
-            })
-            .collect()
+        for ((out, span), loss) in outputs.iter_mut().zip(&chunk.spans).zip(losses) {
+            (out.loss, out.argmax) = loss.unzip();
+            out.logits = taps.logits.then(|| logits_of(span).to_vec());
+        }
     }
+}
+
+/// Blocks of a model: layer l's attention block is block 2·l, its MLP block 2·l + 1.
+/// [`Reference::part`] runs a range of them.
+pub fn blocks(config: &crate::Config) -> usize {
+    2 * config.n_layers
+}
+
+/// The block where two parts of about equal work meet (the first block of the second
+/// part), counting each block's multiply-adds per token: an attention block's four
+/// projections, its local attention (half a segment on average) and its memory read
+/// and write; an MLP block's three products; and, in the second part, the readout.
+pub fn balanced_cut(config: &crate::Config) -> usize {
+    let c = config;
+    let attention = 4 * c.d_model * c.d_model
+        + c.segment_len * c.d_model
+        + 3 * c.n_heads * c.head_dim * c.head_dim;
+    let cost = |block: usize| match block % 2 {
+        0 => attention,
+        _ => 3 * c.d_model * c.mlp_hidden,
+    };
+    let total: usize = (0..blocks(c)).map(cost).sum::<usize>() + c.vocab_size * c.d_model;
+    (1..blocks(c))
+        .min_by_key(|&cut| {
+            let first: usize = (0..cut).map(cost).sum();
+            first.max(total - first)
+        })
+        .unwrap_or(1)
+}
+
+/// The layers whose attention block (and so memory) is among `blocks`.
+pub fn attention_layers(blocks: &Range<usize>) -> Range<usize> {
+    blocks.start.div_ceil(2)..blocks.end.div_ceil(2)
 }

@@ -1,9 +1,10 @@
 // Tokens per second of the page in headless Chromium: WebGPU (SwiftShader here) and
 // the CPU fallback (WebAssembly), on the same text. A benchmark, not a test:
-//   node tests/browser/bench.mjs [tokens] [--cpu] [--rounds N] [--then DIST]
+//   node tests/browser/bench.mjs [tokens] [--cpu] [--rounds N] [--then DIST] [--workers 1]
 // (after `trunk build`). --cpu reads with the CPU fallback only; --then DIST also
 // serves an older build of the page (its Trunk output), read before this one in every
-// round, and prints both builds' medians and their ratio.
+// round, and prints both builds' medians and their ratio; --workers 1 keeps the CPU
+// path in one worker (the element's cpu-workers attribute).
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -11,7 +12,7 @@ import { DIST, browser, open, runAndWait, serve } from "./harness.mjs";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { cpu: { type: "boolean" }, rounds: { type: "string", default: "1" }, then: { type: "string" } },
+  options: { cpu: { type: "boolean" }, rounds: { type: "string", default: "1" }, then: { type: "string" }, workers: { type: "string", default: "2" } },
 });
 const tokens = Number(positionals[0] ?? 1024);
 const builds = values.then ? [["then", resolve(values.then)], ["now", DIST]] : [["now", DIST]];
@@ -23,7 +24,11 @@ async function read(url, webgpu) {
   try {
     const page = await open(chrome, `${url}/`);
     await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
-    await page.evaluate((n) => document.querySelector("#scope").setAttribute("segment-limit", n), Math.ceil(tokens / 32));
+    await page.evaluate(([n, workers]) => {
+      const scope = document.querySelector("#scope");
+      scope.setAttribute("segment-limit", n);
+      scope.setAttribute("cpu-workers", workers);
+    }, [Math.ceil(tokens / 32), values.workers]);
     await page.waitForFunction(() => document.querySelector("#scope").text.length > 100_000);
     const started = Date.now();
     const done = await runAndWait(page, "#scope", () => page.click("#read"), 1_800_000);

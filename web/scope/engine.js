@@ -5,12 +5,10 @@
 
 import init from "../infiniscope.js";
 import { fetchModel, forgetModel } from "./loader.js";
+import { Rpc } from "./rpc.js";
 import { wasmFile } from "./wasm-build.js";
 
-let worker = null;
-let nextId = 0;
-/** Requests waiting for their answer, by id: { resolve, reject }. */
-const pending = new Map();
+let engine = null;
 /** Readings' segment streams by run id. */
 const streams = new Map();
 /** The models loaded or loading, by folder URL. */
@@ -21,33 +19,10 @@ const models = new Map();
  */
 export const wasmReady = init({ module_or_path: new URL(`../${wasmFile()}`, import.meta.url) });
 
-function start() {
-  worker = new Worker(new URL("./engine-worker.js", import.meta.url), { type: "module" });
-  worker.onmessage = ({ data }) => {
-    if ("id" in data) {
-      const request = pending.get(data.id);
-      pending.delete(data.id);
-      if ("error" in data) request.reject(new Error(data.error));
-      else request.resolve(data.value);
-    } else streams.get(data.run)?.(data);
-  };
-  // The worker could not start or died: every request in flight fails with the reason.
-  worker.onerror = (e) => {
-    e.preventDefault();
-    const reason = new Error(`the engine's worker failed: ${e.message || "it could not start"}`);
-    for (const request of pending.values()) request.reject(reason);
-    pending.clear();
-  };
-}
-
 /** Asks the worker to run `op` with `args`; resolves to its answer. */
 export function call(op, args = {}, transfer = []) {
-  if (!worker) start();
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ id, op, ...args }, transfer);
-  });
+  engine ??= new Rpc(new Worker(new URL("./engine-worker.js", import.meta.url), { type: "module" }), (data) => streams.get(data.run)?.(data));
+  return engine.call(op, args, transfer);
 }
 
 /** Hands a reading's streamed messages ({ segments, progress }) to `onMessage` until `close()`. */

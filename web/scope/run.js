@@ -88,12 +88,12 @@ export class Run {
    * Reads to the end (or `segmentLimit` segments), calling `onSegment(digest)` for
    * each segment as it comes and `onStep()` after each step. Resolves to this run.
    */
-  read({ segmentLimit = Infinity, onSegment, onStep = () => {} }) {
-    this.finished ??= this.#read(segmentLimit, onSegment, onStep);
+  read({ segmentLimit = Infinity, workers = 2, onSegment, onStep = () => {} }) {
+    this.finished ??= this.#read(segmentLimit, workers, onSegment, onStep);
     return this.finished;
   }
 
-  async #read(segmentLimit, onSegment, onStep) {
+  async #read(segmentLimit, workers, onSegment, onStep) {
     // A step's segments (up to 32 on a fast device) are handed on a few per task, in
     // order: one task for all of them would hold the main thread for a long while.
     const queue = [];
@@ -129,7 +129,7 @@ export class Run {
         await call("text", { run: this.id, piece: text.slice(at, at + TEXT_CHUNK) });
       }
       const tokens = this.tokens && { ids: this.tokens.ids, pieces: this.tokens.pieces };
-      const { done } = await call("read", { base: this.model.base, run: this.id, tokens, baseline: this.baseline, segmentLimit: Number.isFinite(segmentLimit) ? segmentLimit : null });
+      const { done } = await call("read", { base: this.model.base, run: this.id, tokens, baseline: this.baseline, segmentLimit: Number.isFinite(segmentLimit) ? segmentLimit : null, workers });
       await pumping;
       this.done = done && !this.cancelled;
     } finally {
