@@ -91,8 +91,8 @@ class Reader {
     this.session.keep_recall();
     /**
      * On the CPU with a second core: the model's first part runs here and the rest in
-     * the second worker, the rest of one step beside the first part of the next.
-     * { rpc, run }; the rest's last memory (M, z) is kept for generation.
+     * the second worker, the rest of one step beside the first part of the next:
+     * { rpc, base, run }. The rest's last memory (M, z) is kept for generation.
      */
     this.split = split;
     /** The first error of a request to the second worker that nothing awaits. */
