@@ -6,7 +6,8 @@
 //
 // onnxruntime-web runs tools/export_onnx.py's graph of 32 segments per call (its best
 // case: one call per 1,024 tokens, M and z carried between calls), one thread (threads
-// need a cross-origin-isolated page), timing session.run only. The page is timed as
+// need a cross-origin-isolated page), timing session.run only; the page reads in one
+// worker too (cpu-workers="1", not its two on a 2-core machine). The page is timed as
 // tests/browser/bench.mjs times it: from Read to done, drawing included, so the ratio
 // favours onnxruntime-web. Rounds alternate the two; the medians are printed.
 
@@ -85,7 +86,12 @@ async function onnxruntimeWeb(chrome) {
 async function pageCpu(chrome, server) {
   const page = await open(chrome, `${server.url}/`);
   await page.waitForFunction(() => document.querySelector("#scope").model?.model, null, { timeout: 120_000 });
-  await page.evaluate((n) => document.querySelector("#scope").setAttribute("segment-limit", n), read / 32);
+  await page.evaluate((n) => {
+    const scope = document.querySelector("#scope");
+    scope.setAttribute("segment-limit", n);
+    // One thread each: the page's CPU path in one worker, as onnxruntime-web has one.
+    scope.setAttribute("cpu-workers", "1");
+  }, read / 32);
   await page.waitForFunction(() => document.querySelector("#scope").text.length > 100_000);
   const started = Date.now();
   const done = await runAndWait(page, "#scope", () => page.click("#read"), 1_800_000);
