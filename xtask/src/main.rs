@@ -535,6 +535,20 @@ fn bench() -> Result<(), String> {
                 &then_dist,
             ],
         ),
+        // the same page with its CPU path in one worker: what the second one adds
+        (
+            "node",
+            BROWSER_TESTS,
+            vec![
+                "bench.mjs",
+                "16384",
+                "--cpu",
+                "--rounds",
+                "3",
+                "--workers",
+                "1",
+            ],
+        ),
         // the page's CPU path against onnxruntime-web in the same Chromium
         ("node", BROWSER_TESTS, vec!["ort-bench.mjs", "16384", "3"]),
         // the ceiling of one thread's WebAssembly multiply-adds on this host
