@@ -38,8 +38,9 @@ const secondModels = new Map();
 /**
  * The second worker with the model of folder `base` loaded, or null where a reading
  * stays in one worker: the model is on the GPU, the machine has one core or says it
- * has under 4 GB of memory (the second worker holds ≈ 35 MiB more), or the second
- * worker could not start (the reading then runs here alone).
+ * has under 4 GB of memory (the second worker holds ≈ 60 MiB more at its peak,
+ * RELIABILITY.md), or the second worker could not start (the reading then runs here
+ * alone).
  */
 async function secondWorker(base) {
   const files = cpuFiles.get(base);

@@ -450,6 +450,8 @@ fn bench() -> Result<(), String> {
         .join("target/dist")
         .display()
         .to_string();
+    // The page's CPU path reading 16K tokens, three rounds.
+    let page_cpu = ["bench.mjs", "16384", "--cpu", "--rounds", "3"];
     let mut report = String::from("# cargo xtask bench\n\n");
     let steps: Vec<(&str, &str, Vec<&str>)> = vec![
         ("uname", ".", vec!["-a"]),
@@ -525,29 +527,13 @@ fn bench() -> Result<(), String> {
         (
             "node",
             BROWSER_TESTS,
-            vec![
-                "bench.mjs",
-                "16384",
-                "--cpu",
-                "--rounds",
-                "3",
-                "--then",
-                &then_dist,
-            ],
+            [&page_cpu[..], &["--then", &then_dist]].concat(),
         ),
         // the same page with its CPU path in one worker: what the second one adds
         (
             "node",
             BROWSER_TESTS,
-            vec![
-                "bench.mjs",
-                "16384",
-                "--cpu",
-                "--rounds",
-                "3",
-                "--workers",
-                "1",
-            ],
+            [&page_cpu[..], &["--workers", "1"]].concat(),
         ),
         // the page's CPU path against onnxruntime-web in the same Chromium
         ("node", BROWSER_TESTS, vec!["ort-bench.mjs", "16384", "3"]),
