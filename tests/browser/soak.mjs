@@ -84,6 +84,12 @@ try {
   // tokenizers' BPE cache, never evicted): tokenizing the whole sample once first fills
   // it with every word the runs will meet, so that its growth is not taken for a leak.
   await page.evaluate((text) => document.querySelector("#scope").model.model.warm(text), sample);
+  // The engine reads a few steps ahead of what the page has drawn, so a run cancelled at
+  // its share would leave a reading of a varying length live (Δz per segment for recall
+  // maps, 4 KiB each) until the next run frees it. Stopping the reader at exactly the
+  // run's segments leaves the same reading live every time.
+  const segmentLen = await page.evaluate(() => document.querySelector("#scope").model.info.config.segment_len);
+  await page.evaluate((limit) => document.querySelector("#scope").setAttribute("segment-limit", limit), Math.ceil(tokensPerRun / segmentLen));
   const device = await page.evaluate(() => document.querySelector("#scope").shadowRoot.querySelector(".device").textContent);
   console.log(`${device}: ${runs} runs of ${tokensPerRun} tokens each`);
   const started = Date.now();
