@@ -78,38 +78,34 @@ pub fn rotate(x: &[f32], rotations: &[(f32, f32)], n_heads: usize, head_dim: usi
     y
 }
 
-/// Causal softmax attention within the segment: A_dot = softmax(QKᵀ/√d) V.
+/// Causal softmax attention within the segment: A_dot = softmax(QKᵀ/√d) V, both
+/// products whole (the masked scores are zeros in P).
 #[multiversion(targets = "simd")]
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, head_dim: usize) -> Vec<f32> {
     let dm = n_heads * head_dim;
     let n = q.len() / dm;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0.0; n * dm];
-    let mut p = vec![0.0f32; n];
     for h in 0..n_heads {
         let col = h * head_dim;
-        for t in 0..n {
-            let qt = &q[t * dm + col..t * dm + col + head_dim];
-            for s in 0..=t {
-                p[s] = dot(qt, &k[s * dm + col..s * dm + col + head_dim]) * scale;
-            }
+        // `[t][s]`: Q Kᵀ, Kᵀ being K read with its strides swapped.
+        let mut p = product(n, head_dim, n, (&q[col..], dm, 1), (&k[col..], 1, dm));
+        for (t, row) in p.chunks_exact_mut(n).enumerate() {
+            let (seen, future) = row.split_at_mut(t + 1);
             // Not f32::max: a libm call per score in WebAssembly (see exp_nonpositive).
-            let max = p[..=t]
+            let max = seen
                 .iter()
                 .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
             let mut sum = 0.0;
-            for ps in &mut p[..=t] {
-                *ps = exp_nonpositive(*ps - max);
+            for ps in seen.iter_mut() {
+                *ps = exp_nonpositive((*ps - max) * scale);
                 sum += *ps;
             }
-            let o = &mut out[t * dm + col..t * dm + col + head_dim];
-            for s in 0..=t {
-                let w = p[s] / sum;
-                for (oj, vj) in o.iter_mut().zip(&v[s * dm + col..s * dm + col + head_dim]) {
-                    *oj += w * vj;
-                }
-            }
+            seen.iter_mut().for_each(|ps| *ps /= sum);
+            future.fill(0.0);
         }
+        let out = (&mut out[col..], dm);
+        gemm(n, n, head_dim, (&p, n, 1), (&v[col..], dm, 1), out, false);
     }
     out
 }
@@ -135,33 +131,35 @@ pub fn memory_read(
     has_memory: bool,
 ) -> Vec<f32> {
     let (d, dm) = (head_dim, n_heads * head_dim);
-    let n = q.len() / dm;
     let mut out = vec![0.0; q.len()];
-    if !has_memory {
-        return out;
-    }
-    for h in 0..n_heads {
-        let sq = sigma_of_head(q, h, n_heads, d);
-        let (m, z) = (
-            &mem.m[h * d * d..(h + 1) * d * d],
-            &mem.z[h * d..(h + 1) * d],
-        );
-        // Numerators σ(Q)M straight into this head's columns, then each row ÷ σ(q)·z.
-        gemm(
-            n,
-            d,
-            d,
-            (&sq, d, 1),
-            (m, d, 1),
-            (&mut out[h * d..], dm),
-            false,
-        );
-        for (sq_t, out_t) in sq.chunks_exact(d).zip(out.chunks_exact_mut(dm)) {
-            let den = dot(sq_t, z).max(MEMORY_EPS);
-            out_t[h * d..(h + 1) * d].iter_mut().for_each(|x| *x /= den);
+    if has_memory {
+        for h in 0..n_heads {
+            let sq = sigma_of_head(q, h, n_heads, d);
+            read_head(&sq, mem, h, d, (&mut out[h * d..], dm));
         }
     }
     out
+}
+
+/// Head `h`'s σ(Q)M / (σ(Q)z) for queries already through σ (`sq`, `[t][d]`), into
+/// columns 0..d of `out`'s rows, which are `out.1` apart.
+fn read_head(sq: &[f32], mem: &LayerMemory, h: usize, d: usize, out: (&mut [f32], usize)) {
+    let (m, z) = (&mem.m[h * d * d..][..d * d], &mem.z[h * d..][..d]);
+    let (out, stride) = out;
+    // Numerators σ(Q)M straight into the head's columns, then each row ÷ σ(q)·z.
+    gemm(
+        sq.len() / d,
+        d,
+        d,
+        (sq, d, 1),
+        (m, d, 1),
+        (&mut *out, stride),
+        false,
+    );
+    for (sq_t, out_t) in sq.chunks_exact(d).zip(out.chunks_mut(stride)) {
+        let den = dot(sq_t, z).max(MEMORY_EPS);
+        out_t[..d].iter_mut().for_each(|x| *x /= den);
+    }
 }
 
 /// Head `h`'s columns of `x` (`[t][n_heads·d]`), as `[t][d]`.
@@ -219,26 +217,18 @@ pub fn memory_write(
 ) {
     let (d, dm) = (head_dim, n_heads * head_dim);
     let n = k.len() / dm;
-    let values = match rule {
-        UpdateRule::Linear => v.to_vec(),
-        UpdateRule::Delta => {
-            let retrieved = memory_read(k, mem, n_heads, head_dim, has_memory);
-            v.iter().zip(&retrieved).map(|(a, b)| a - b).collect()
-        }
-    };
     for h in 0..n_heads {
+        // σ(K) once: the delta rule's retrieval and the write both use it.
         let sk = sigma_of_head(k, h, n_heads, d);
+        let mut values = head_columns(v, h, n_heads, d);
+        if rule == UpdateRule::Delta && has_memory {
+            let mut retrieved = vec![0.0; n * d];
+            read_head(&sk, mem, h, d, (&mut retrieved, d));
+            values.iter_mut().zip(&retrieved).for_each(|(v, r)| *v -= r);
+        }
         // σ(K)ᵀ is σ(K) read with its strides swapped.
         let m = &mut mem.m[h * d * d..(h + 1) * d * d];
-        gemm(
-            d,
-            n,
-            d,
-            (&sk, 1, d),
-            (&values[h * d..], dm, 1),
-            (m, d),
-            true,
-        );
+        gemm(d, n, d, (&sk, 1, d), (&values, d, 1), (m, d), true);
         for sk_t in sk.chunks_exact(d) {
             mem.z[h * d..(h + 1) * d]
                 .iter_mut()
@@ -257,23 +247,22 @@ pub fn gate_mix(
     beta: &[f32],
     head_dim: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let n_heads = beta.len();
-    let mut out = vec![0.0; a_mem.len()];
+    let gates: Vec<f32> = beta.iter().map(|&b| crate::gate::sigmoid(b)).collect();
+    let mut out = Vec::with_capacity(a_mem.len());
     let mut share = Vec::with_capacity(a_mem.len() / head_dim);
-    for (idx, (m, l)) in a_mem
+    let rows = a_mem
         .chunks_exact(head_dim)
-        .zip(a_dot.chunks_exact(head_dim))
-        .enumerate()
-    {
-        let g = crate::gate::sigmoid(beta[idx % n_heads]);
-        let (mut norm_m, mut norm_l) = (0.0f32, 0.0f32);
-        for j in 0..head_dim {
-            let (gm, gl) = (g * m[j], (1.0 - g) * l[j]);
-            out[idx * head_dim + j] = gm + gl;
-            norm_m += gm * gm;
-            norm_l += gl * gl;
-        }
-        let (norm_m, norm_l) = (norm_m.sqrt(), norm_l.sqrt());
+        .zip(a_dot.chunks_exact(head_dim));
+    for ((m, l), &g) in rows.zip(gates.iter().cycle()) {
+        out.extend(m.iter().zip(l).map(|(m, l)| g * m + (1.0 - g) * l));
+        // ‖g·A_mem‖ and ‖(1 − g)·A_dot‖ from the plain norms, in eight lanes each.
+        let norm = |x: &[f32]| {
+            lanes(x, 0.0, |sum, v| sum + v * v)
+                .iter()
+                .sum::<f32>()
+                .sqrt()
+        };
+        let (norm_m, norm_l) = (g * norm(m), (1.0 - g) * norm(l));
         share.push(if norm_m + norm_l > 0.0 {
             norm_m / (norm_m + norm_l)
         } else {
