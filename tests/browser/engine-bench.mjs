@@ -2,18 +2,22 @@
 // Trunk wrote run in Node, or with --chromium in headless Chromium (the page's own V8,
 // which compiles the products differently from Node 20's), reading the bundled sample
 // as the worker does (Session.step), with no taps read and nothing drawn. Beside
-// bench.mjs it tells the engine's time from the page's. A benchmark, not a test:
-//   node tests/browser/engine-bench.mjs [tokens] [segments per step] [DIST] [--chromium]
+// bench.mjs it tells the engine's time from the page's. With --split (Node only) the
+// model runs in two parts as the page's two CPU workers run it: the first part here,
+// the rest in a worker thread, the rest of one step beside the first part of the next.
+// A benchmark, not a test:
+//   node tests/browser/engine-bench.mjs [tokens] [segments per step] [DIST] [--chromium | --split]
 // (after `trunk build`; DIST defaults to target/dist).
 
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { DIST, ROOT, browser, open, serve } from "./harness.mjs";
 import { wasmFile } from "../../web/scope/wasm-build.js";
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { chromium: { type: "boolean" } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { chromium: { type: "boolean" }, split: { type: "boolean" } } });
 const [tokens, perStep, dist] = [Number(positionals[0] ?? 16384), Number(positionals[1] ?? 4), resolve(positionals[2] ?? DIST)];
 const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 const SAMPLE = "samples/paradise-lost.txt";
@@ -46,41 +50,109 @@ async function read(wasm, files, text, tokens, perStep) {
   return { read, seconds };
 }
 
-let where, file, result;
-if (values.chromium) {
-  const server = await serve(dist);
-  const chrome = await browser({ webgpu: false });
-  try {
-    // A document of the same origin that starts nothing itself, and whose lack of a
-    // policy lets the function below travel as source (the page's would refuse it).
-    const page = await open(chrome, `${server.url}/${SAMPLE}`);
-    [file, result] = await page.evaluate(
-      async ({ source, tokens, perStep, FILES, SAMPLE }) => {
-        const { wasmFile } = await import("/scope/wasm-build.js");
-        const wasm = await import("/infiniscope.js");
-        await wasm.default({ module_or_path: `/${wasmFile()}` });
-        const bytes = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
-        const files = await Promise.all(FILES.map((f) => bytes(`/models/infini-tiny/${f}`)));
-        const text = await (await fetch(`/${SAMPLE}`)).text();
-        const read = new Function(`return ${source}`)();
-        return [wasmFile(), await read(wasm, files, text, tokens, perStep)];
-      },
-      { source: read.toString(), tokens, perStep, FILES, SAMPLE },
-    );
-    where = `Chromium ${chrome.version()}`;
-  } finally {
-    await chrome.close();
-    server.close();
+if (values.split && values.chromium) throw new Error("--split reads in Node only");
+if (!isMainThread) await restOfTheModel();
+else {
+  let where, file, result;
+  if (values.chromium) {
+    const server = await serve(dist);
+    const chrome = await browser({ webgpu: false });
+    try {
+      // A document of the same origin that starts nothing itself, and whose lack of a
+      // policy lets the function below travel as source (the page's would refuse it).
+      const page = await open(chrome, `${server.url}/${SAMPLE}`);
+      [file, result] = await page.evaluate(
+        async ({ source, tokens, perStep, FILES, SAMPLE }) => {
+          const { wasmFile } = await import("/scope/wasm-build.js");
+          const wasm = await import("/infiniscope.js");
+          await wasm.default({ module_or_path: `/${wasmFile()}` });
+          const bytes = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
+          const files = await Promise.all(FILES.map((f) => bytes(`/models/infini-tiny/${f}`)));
+          const text = await (await fetch(`/${SAMPLE}`)).text();
+          const read = new Function(`return ${source}`)();
+          return [wasmFile(), await read(wasm, files, text, tokens, perStep)];
+        },
+        { source: read.toString(), tokens, perStep, FILES, SAMPLE },
+      );
+      where = `Chromium ${chrome.version()}`;
+    } finally {
+      await chrome.close();
+      server.close();
+    }
+  } else {
+    // The build the page's worker would pick here (relaxed SIMD needs Node's
+    // --experimental-wasm-relaxed-simd before Node 22); an older build may lack it.
+    file = [wasmFile(), "infiniscope_bg.wasm"].find((f) => existsSync(join(dist, f)));
+    const { wasm, files } = await engine(file);
+    const text = readFileSync(join(ROOT, SAMPLE), "utf8");
+    result = values.split ? await readSplit(wasm, files, text, file) : await read(wasm, files, text, tokens, perStep);
+    where = `Node ${process.version}${values.split ? ", in two parts (a worker thread runs the rest)" : ""}`;
   }
-} else {
-  const wasm = await import(pathToFileURL(join(dist, "infiniscope.js")).href);
-  // The build the page's worker would pick here (relaxed SIMD needs Node's
-  // --experimental-wasm-relaxed-simd before Node 22); an older build may lack it.
-  file = [wasmFile(), "infiniscope_bg.wasm"].find((f) => existsSync(join(dist, f)));
-  await wasm.default({ module_or_path: readFileSync(join(dist, file)) });
-  const files = FILES.map((f) => readFileSync(join(dist, "models/infini-tiny", f)));
-  result = await read(wasm, files, readFileSync(join(ROOT, SAMPLE), "utf8"), tokens, perStep);
-  where = `Node ${process.version}`;
+  const { read: n, seconds } = result;
+  console.log(`the page's engine in ${where}: ${n} tokens in ${seconds.toFixed(2)} s, ${(n / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${join(dist, file)})`);
 }
-const { read: n, seconds } = result;
-console.log(`the page's engine in ${where}: ${n} tokens in ${seconds.toFixed(2)} s, ${(n / seconds).toFixed(1)} tokens/s (${perStep} segments a step, ${join(dist, file)})`);
+
+/** The engine module of `file` in DIST, initialised, and the model files' bytes (Node). */
+async function engine(file) {
+  const wasm = await import(pathToFileURL(join(dist, "infiniscope.js")).href);
+  await wasm.default({ module_or_path: readFileSync(join(dist, file)) });
+  return { wasm, files: FILES.map((f) => readFileSync(join(dist, "models/infini-tiny", f))) };
+}
+
+/**
+ * As `read`, with the model cut where the page cuts it (Session.split_front): this
+ * thread steps the first part and hands each step's residual stream to a worker thread
+ * (this file again), which steps the rest while this thread steps the next.
+ */
+async function readSplit(wasm, files, text, file) {
+  const model = await wasm.WebModel.load(...files, false);
+  const encoder = model.encoder();
+  const encoded = encoder.push(text.slice(0, tokens * 5));
+  const ids = encoded.ids.slice(0, tokens);
+  const session = new wasm.Session(model, true);
+  const cut = session.split_front(0);
+  session.feed(ids);
+  session.end_text();
+  const rest = new Worker(new URL(import.meta.url), { workerData: { file, ids, cut }, argv: process.argv.slice(2) });
+  const reply = () => new Promise((resolve, reject) => rest.once("message", resolve).once("error", reject));
+  await reply(); // loaded
+  const began = performance.now();
+  let read = 0;
+  let inFlight = null;
+  for (;;) {
+    const results = await session.step(perStep);
+    if (results.length === 0) break;
+    const x = new Float32Array(results.reduce((n, r) => n + r.x.length, 0));
+    results.reduce((at, r) => (x.set(r.x, at), at + r.x.length), 0);
+    for (const result of results) result.free();
+    // The worker takes one step at a time: the last one's rest first.
+    if (inFlight) read += await inFlight;
+    inFlight = reply();
+    rest.postMessage({ x, segments: results.length }, [x.buffer]);
+  }
+  if (inFlight) read += await inFlight;
+  const seconds = (performance.now() - began) / 1000;
+  await rest.terminate();
+  for (const o of [encoded, encoder, session, model]) o.free();
+  return { read, seconds };
+}
+
+/** The worker thread of --split: the rest of the model, stepped on each residual stream it is sent. */
+async function restOfTheModel() {
+  const { file, ids, cut } = workerData;
+  const { wasm, files } = await engine(file);
+  const model = await wasm.WebModel.load(...files, false);
+  const session = new wasm.Session(model, true);
+  session.split_back(cut);
+  session.feed(ids);
+  session.end_text();
+  parentPort.on("message", async ({ x, segments }) => {
+    let read = 0;
+    for (const result of await session.step_from(x, segments)) {
+      read += result.tokens.length;
+      result.free();
+    }
+    parentPort.postMessage(read);
+  });
+  parentPort.postMessage("loaded");
+}
