@@ -114,7 +114,10 @@ async function readSplit(wasm, files, text, file) {
   session.feed(ids);
   session.end_text();
   const rest = new Worker(new URL(import.meta.url), { workerData: { file, ids, cut }, argv: process.argv.slice(2) });
-  const reply = () => new Promise((resolve, reject) => rest.once("message", resolve).once("error", reject));
+  // One request at a time: each reply settles the one waiting.
+  let waiting = null;
+  rest.on("message", (read) => waiting.resolve(read)).on("error", (e) => waiting.reject(e));
+  const reply = () => new Promise((resolve, reject) => (waiting = { resolve, reject }));
   await reply(); // loaded
   const began = performance.now();
   let read = 0;
@@ -122,9 +125,11 @@ async function readSplit(wasm, files, text, file) {
   for (;;) {
     const results = await session.step(perStep);
     if (results.length === 0) break;
-    const x = new Float32Array(results.reduce((n, r) => n + r.x.length, 0));
-    results.reduce((at, r) => (x.set(r.x, at), at + r.x.length), 0);
+    // Each `x` is a copy out of wasm memory: read once, then joined.
+    const parts = results.map((r) => r.x);
     for (const result of results) result.free();
+    const x = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (x.set(p, at), at + p.length), 0);
     // The worker takes one step at a time: the last one's rest first.
     if (inFlight) read += await inFlight;
     inFlight = reply();

@@ -14,7 +14,7 @@ const { values, positionals } = parseArgs({
   options: { panels: { type: "string" }, workers: { type: "string", default: "2" } },
 });
 const tokens = Number(positionals[0] ?? 16384);
-/** Trace events summed, each under the name it is reported by: [thread, event]. */
+/** Trace events summed: [thread, event name, what it is reported as]. */
 const SUMMED = [
   ["CrRendererMain", "RunTask", "main thread, all tasks"],
   ["CrRendererMain", "Paint", "paint"],
