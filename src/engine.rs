@@ -13,6 +13,12 @@ use crate::{Error, Model};
 /// last longer than it redraws (scope/engine-worker.js).
 pub const CPU_CHUNK: usize = 32;
 
+/// The memory an engine holds at some point ([`Engine::save`]), to come back to.
+pub enum Saved {
+    Cpu(Vec<LayerMemory>, usize),
+    Gpu(crate::gpu::engine::SavedMemory),
+}
+
 pub enum Engine {
     Cpu(Reference),
     // Boxed: its buffers make it far larger than the CPU variant.
@@ -143,6 +149,28 @@ impl Engine {
             Self::Cpu(engine) => engine.segment(segment, taps),
             Self::Gpu(engine) => engine.segment(segment, taps),
         }
+    }
+
+    /// M and z (and the segments written) as they are now.
+    pub fn save(&self) -> Saved {
+        match self {
+            Self::Cpu(engine) => Saved::Cpu(engine.memory().to_vec(), engine.segments_written()),
+            Self::Gpu(engine) => Saved::Gpu(engine.save()),
+        }
+    }
+
+    /// Back to the memory of an earlier [`Self::save`] of this engine: one read of a
+    /// text, continued two ways (a passkey question answered with the digits given,
+    /// then by generation).
+    pub fn restore(&mut self, saved: &Saved) -> Result<(), Error> {
+        match (self, saved) {
+            (Self::Cpu(engine), Saved::Cpu(memory, written)) => {
+                engine.restore(memory.clone(), *written)
+            }
+            (Self::Gpu(engine), Saved::Gpu(saved)) => engine.restore(saved),
+            _ => return Err(Error::Text("a memory saved by another engine".into())),
+        }
+        Ok(())
     }
 
     pub fn reset(&mut self) {

@@ -97,10 +97,11 @@ pub struct Answer {
     pub whole: bool,
 }
 
-/// Reads `haystack` from an empty memory twice: once whole with its answer given
-/// (teacher-forced digits), once up to the question, then greedy generation of
-/// [`DIGITS`] tokens (free-running). Both prefills go through the chunked stream,
-/// so a 1M-token haystack reads at `eval`'s speed.
+/// Reads `haystack` up to the question's segment once, from an empty memory, through
+/// the chunked stream (a 1M-token haystack reads at `eval`'s speed), then answers
+/// twice from that memory: the question's segment with the answer given
+/// (teacher-forced digits), and, the memory put back, greedy generation of
+/// [`DIGITS`] tokens after the question (free-running).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn ask(
     engine: &mut crate::engine::Engine,
@@ -108,43 +109,52 @@ pub fn ask(
     haystack: &Passkey,
     segment_len: usize,
 ) -> Result<Answer, Error> {
-    use crate::generate::Generator;
+    use crate::generate::{Generator, OpenSegment};
     use crate::stream::Stream;
     use crate::taps::Taps;
 
     let at = haystack.answer_at();
-    let most = engine.chunk();
-    let mut argmax = Vec::with_capacity(haystack.tokens.len());
+    // The question's last segment starts here: the answer's first digit is predicted
+    // from its last token.
+    let open = (at - 1) / segment_len * segment_len;
     engine.reset();
     let mut stream = Stream::new(segment_len);
-    stream.push(&haystack.tokens);
-    stream.end();
+    // One token more, so that the segment before the question is complete (the
+    // segmenter holds a segment back until its last target is known); that token
+    // stays with the segmenter, never run.
+    stream.push(&haystack.tokens[..=open]);
+    engine.run_stream(&mut stream, engine.chunk(), Taps::default(), |_, _| {})?;
+    let before = engine.save();
+
     let loss = Taps {
         loss: true,
         ..Taps::default()
     };
-    engine.run_stream(&mut stream, most, loss, |_, outputs| {
-        for out in outputs {
-            argmax.extend(out.argmax.expect("argmax tapped"));
-        }
-    })?;
+    let mut argmax = Vec::with_capacity(haystack.tokens.len() - open);
+    for mut segment in crate::segment::segments(&haystack.tokens[open..], segment_len) {
+        segment.index += open / segment_len;
+        argmax.extend(
+            engine
+                .segment(&segment, loss)?
+                .argmax
+                .expect("argmax tapped"),
+        );
+    }
     let digits_right = (at..haystack.tokens.len())
-        .filter(|&i| argmax[i - 1] == haystack.tokens[i])
+        .filter(|&i| argmax[i - 1 - open] == haystack.tokens[i])
         .count();
 
-    engine.reset();
-    let mut stream = Stream::new(segment_len);
-    stream.push(&haystack.tokens[..at]);
-    let open = stream
-        .end_open()
-        .ok_or_else(|| Error::Text("a passkey haystack has a question".into()))?;
-    engine.run_stream(&mut stream, most, Taps::default(), |_, _| {})?;
+    engine.restore(&before)?;
     let logits = Taps {
         logits: true,
         ..Taps::default()
     };
+    let question = haystack.tokens[open..at].to_vec();
     // Temperature 0 never draws from the seeded generator.
-    let mut generator = Generator::new(open, 0);
+    let mut generator = Generator::new(
+        OpenSegment::new(open / segment_len, question, segment_len),
+        0,
+    );
     let mut generated = String::new();
     for _ in 0..DIGITS {
         let out = engine.segment(&generator.segment(), logits)?;

@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use infiniscope::engine::Engine;
+use infiniscope::gpu::GpuModel;
 use infiniscope::passkey::{ask, build, DIGITS, INTRO, REPETITIVE};
+use infiniscope::reference::Reference;
 use infiniscope::taps::Taps;
 use infiniscope::{Model, RunOptions};
 
@@ -63,23 +65,12 @@ fn too_short_haystacks_are_refused() {
 /// `ask`'s two answers, checked against plain full reads of the haystack: the
 /// teacher-forced digits are the argmax after each given digit, and the free-running
 /// answer is greedy generation, each token the argmax after the question and the
-/// tokens generated before it. The shipped model, on the CPU reference, with a
-/// haystack of many segments so the chunked prefill and the open segment both count.
-#[test]
-fn ask_reports_teacher_forced_digits_and_greedy_generation() {
-    let model = Arc::new(
-        Model::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/infini-tiny"
-        )))
-        .unwrap(),
-    );
+/// tokens generated before it. The shipped model, with haystacks of many segments so
+/// the chunked prefill, the memory saved and put back between the two answers, and
+/// the open segment all count; the needle at depth 1 lies in the segment before the
+/// question's.
+fn ask_matches_full_reads(mut engine: Engine, model: &Model) {
     let n = model.config.segment_len;
-    let (mut engine, _) = Engine::new(
-        Arc::clone(&model),
-        RunOptions::for_config(&model.config),
-        true,
-    );
     let filler = model.tokenizer.encode(REPETITIVE).unwrap();
     // The last position to predict: every next-token argmax of a full read of `tokens`.
     let argmax = |engine: &mut Engine, tokens: &[u32]| -> Vec<u32> {
@@ -94,7 +85,11 @@ fn ask_reports_teacher_forced_digits_and_greedy_generation() {
         }
         out
     };
-    for (length, depth, key) in [(7 * n + 5, 0.3, 40213), (5 * n, 1.0, 12345)] {
+    for (length, depth, key) in [
+        (7 * n + 5, 0.3, 40213),
+        (5 * n, 1.0, 12345),
+        (6 * n + 20, 1.0, 77951),
+    ] {
         let hay = build(&model.tokenizer, length, depth, key, &filler).unwrap();
         let answer = ask(&mut engine, &model.tokenizer, &hay, n).unwrap();
         let at = hay.answer_at();
@@ -116,4 +111,29 @@ fn ask_reports_teacher_forced_digits_and_greedy_generation() {
         assert_eq!(answer.generated, want, "greedy answer for {}", hay.key);
         assert_eq!(answer.whole, want == hay.key);
     }
+}
+
+fn shipped() -> Arc<Model> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/infini-tiny");
+    Arc::new(Model::load(std::path::Path::new(path)).unwrap())
+}
+
+#[test]
+fn ask_reports_teacher_forced_digits_and_greedy_generation() {
+    let model = shipped();
+    let options = RunOptions::for_config(&model.config);
+    ask_matches_full_reads(
+        Engine::Cpu(Reference::new(Arc::clone(&model), options)),
+        &model,
+    );
+}
+
+#[test]
+fn ask_on_the_gpu_engine_puts_its_memory_back() {
+    let model = shipped();
+    let shared = GpuModel::upload(common::gpu(), Arc::clone(&model)).expect("upload");
+    ask_matches_full_reads(
+        Engine::on(shared, RunOptions::for_config(&model.config)),
+        &model,
+    );
 }

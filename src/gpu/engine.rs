@@ -169,6 +169,13 @@ struct MemoryBuffers {
     z: wgpu::Buffer,
 }
 
+/// The memory of every layer copied on the device, and the segments it holds: a
+/// point to come back to ([`GpuEngine::save`], [`GpuEngine::restore`]).
+pub struct SavedMemory {
+    memory: Vec<MemoryBuffers>,
+    segments_written: usize,
+}
+
 /// One layer's recall taps (`Taps::recall`): while they are asked for, the layer
 /// computes Q, K and A_mem here instead of in the shared [`Activations`], so the
 /// later layers leave them alone until they are read back. Shapes as there.
@@ -280,6 +287,41 @@ impl GpuEngine {
         }
         gpu.queue.submit([encoder.finish()]);
         self.segments_written = 0;
+    }
+
+    /// A copy of M and z as they are now, on the device (nothing is read back).
+    pub fn save(&self) -> SavedMemory {
+        let gpu = &self.shared.gpu;
+        let memory = self
+            .memory
+            .iter()
+            .map(|mem| MemoryBuffers {
+                m: gpu.buffer("saved M", mem.m.size() as usize),
+                z: gpu.buffer("saved z", mem.z.size() as usize),
+            })
+            .collect();
+        let saved = SavedMemory {
+            memory,
+            segments_written: self.segments_written,
+        };
+        self.copy_memory(&self.memory, &saved.memory);
+        saved
+    }
+
+    /// Puts back the memory of an earlier [`Self::save`] of this engine.
+    pub fn restore(&mut self, saved: &SavedMemory) {
+        self.copy_memory(&saved.memory, &self.memory);
+        self.segments_written = saved.segments_written;
+    }
+
+    fn copy_memory(&self, from: &[MemoryBuffers], to: &[MemoryBuffers]) {
+        let gpu = &self.shared.gpu;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for (from, to) in from.iter().zip(to) {
+            encoder.copy_buffer_to_buffer(&from.m, 0, &to.m, 0, None);
+            encoder.copy_buffer_to_buffer(&from.z, 0, &to.z, 0, None);
+        }
+        gpu.queue.submit([encoder.finish()]);
     }
 
     /// Records a chunk's forward pass (and memory write, if committed): `segments`

@@ -99,6 +99,11 @@ impl Reference {
         &self.memory
     }
 
+    /// Segments written to memory since the last reset.
+    pub fn segments_written(&self) -> usize {
+        self.segments_written
+    }
+
     /// Continues from a state read out of another engine.
     pub fn restore(&mut self, memory: Vec<LayerMemory>, segments_written: usize) {
         self.memory = memory;
