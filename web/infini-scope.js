@@ -17,7 +17,7 @@ import { numbersCsv, panelPng, save } from "./scope/exports.js";
 import { FootprintPanel } from "./scope/footprint-panel.js";
 import { GatesPanel } from "./scope/gates-panel.js";
 import { LayerPanel } from "./scope/layer-panel.js";
-import { LossPanel } from "./scope/loss-panel.js";
+import { LossPanel, SHOWN_SEGMENTS } from "./scope/loss-panel.js";
 import { MemoryPanel } from "./scope/memory-panel.js";
 import { loadModel } from "./scope/engine.js";
 import { Run } from "./scope/run.js";
@@ -34,14 +34,24 @@ const PANELS = [
   ["loss", LossPanel],
   ["footprint", FootprintPanel, "wide"],
 ];
-/** The drawings that summarise a run, made a few per frame (#drawSome). */
-const DRAWN = ["status", "memory", "norms", "loss"];
+/**
+ * The drawings that summarise a run, made a few per frame (#drawSome); "segments"
+ * puts the segments read since the last frame into the text panel, the loss table and
+ * the scrubber.
+ */
+const DRAWN = ["segments", "status", "memory", "norms", "loss"];
 /**
  * Milliseconds of drawing per frame. A frame's layout, paint and commit come on top
  * (10–30 ms in a reading's first frames on a 2-core machine with a software GPU),
  * and a drawing started before the limit runs to its end.
  */
 const FRAME_MS = 6;
+/**
+ * Least milliseconds from one frame's drawing to the next while a reading streams. On
+ * the CPU path the workers share the cores with this thread, and every frame's
+ * layout and paint (the text panel's most) is time they do not read in.
+ */
+const FRAME_EVERY_MS = 100;
 /** Below this width (CSS px) the panels stack in one column. */
 const NARROW = 720;
 
@@ -81,6 +91,10 @@ export class InfiniScope extends HTMLElement {
   /** Summary drawings due (DRAWN), and where the next frame starts among them. */
   #dirty = new Set();
   #cursor = 0;
+  /** When the last frame's drawing began (performance.now()). */
+  #lastFrame = -Infinity;
+  /** Segments recorded and not yet shown in the panels ("segments" in DRAWN). */
+  #unshown = [];
   #observers = [];
   /** The head clicked in the gate grid (layer·heads + head), or null. */
   #lockedHead = null;
@@ -389,6 +403,7 @@ export class InfiniScope extends HTMLElement {
     }
     const run = new Run(this.#loaded, { text: this.#text, tokens, baseline: this.#$(".baseline").checked });
     this.#run = run;
+    this.#unshown = [];
     this.#$(".error").textContent = "";
     this.#panels.text.clear();
     this.#panels.loss.clear();
@@ -402,6 +417,7 @@ export class InfiniScope extends HTMLElement {
         onSegment: (segment) => this.#record(run, segment, config),
         onStep: () => this.#scheduleDraw(),
       });
+      this.#showSegments();
       if (!run.cancelled) {
         this.#announce(`Read ${run.tokensDone} tokens in ${run.losses.length} segments.`);
         this.#emit("done", { segments: run.losses.length, tokens: run.tokensDone, loss: mean(run.losses.filter(Number.isFinite)) });
@@ -409,21 +425,24 @@ export class InfiniScope extends HTMLElement {
     } catch (e) {
       this.#fail(`Reading stopped: ${message(e)}`);
     } finally {
-      if (this.#run === run) this.#controls(false);
+      if (this.#run === run) {
+        this.#showSegments();
+        this.#controls(false);
+      }
       this.#scheduleDraw();
     }
     return run;
   }
 
-  /** Hands one segment to the panels that list segments, and says it in a `segment` event. */
+  /** Keeps one segment for the panels that list segments, and says it in a `segment` event. */
   #record(run, segment, config) {
     if (segment.recovered) {
       this.#$(".note").textContent = `The GPU was lost: ${segment.recovered}.`;
       this.#$(".device").textContent = segment.device;
     }
-    this.#panels.text.append(segment, config.n_layers, this.#palette);
-    this.#panels.loss.add(segment);
-    this.#panels.memory.follow(run);
+    this.#unshown.push([segment, config.n_layers]);
+    // Off screen no frame shows them: only the newest count (the panels keep no more).
+    if (this.#unshown.length > SHOWN_SEGMENTS) this.#unshown.shift();
     this.#scheduleDraw();
     const last = segment.hasMemory ? run.snapshots.at(-1) : null;
     this.#emit("segment", {
@@ -437,12 +456,26 @@ export class InfiniScope extends HTMLElement {
     });
   }
 
-  /** Marks every summary drawing as due, drawn in the next frames. */
+  /** Hands the segments recorded since to the text panel, the loss table and the scrubber. */
+  #showSegments() {
+    if (!this.#unshown.length) return;
+    for (const [segment, layers] of this.#unshown) {
+      this.#panels.text.append(segment, layers, this.#palette);
+      this.#panels.loss.add(segment);
+    }
+    this.#unshown = [];
+    this.#panels.memory.follow(this.#run);
+  }
+
+  /** Marks every summary drawing as due, drawn in a frame FRAME_EVERY_MS after the last. */
   #scheduleDraw() {
     for (const step of DRAWN) this.#dirty.add(step);
     if (this.#drawPending || !this.#visible) return;
     this.#drawPending = true;
-    requestAnimationFrame(() => this.#drawSome());
+    const frame = () => requestAnimationFrame(() => this.#drawSome());
+    const wait = this.#lastFrame + FRAME_EVERY_MS - performance.now();
+    if (wait > 0) setTimeout(frame, wait);
+    else frame();
   }
 
   /**
@@ -453,6 +486,7 @@ export class InfiniScope extends HTMLElement {
   #drawSome() {
     this.#drawPending = false;
     const began = performance.now();
+    this.#lastFrame = began;
     while (this.#dirty.size && performance.now() - began < FRAME_MS) {
       const step = DRAWN.find((s, i) => this.#dirty.has(s) && i >= this.#cursor) ?? DRAWN.find((s) => this.#dirty.has(s));
       this.#dirty.delete(step);
@@ -475,7 +509,8 @@ export class InfiniScope extends HTMLElement {
   #drawStep(step, budgeted = false) {
     const run = this.#run;
     if (!run) return;
-    if (step === "status") {
+    if (step === "segments") this.#showSegments();
+    else if (step === "status") {
       const { estimate, done, rate, left } = run.progress();
       this.#$(".progress").value = estimate ? Math.min(1, done / estimate) : 0;
       this.#$(".status").textContent =
@@ -516,6 +551,7 @@ export class InfiniScope extends HTMLElement {
   async selectToken(token) {
     const run = this.#run;
     if (!run) return null;
+    this.#showSegments();
     this.#panels.text.select(token);
     // Keys pressed quickly: only the latest selection's map is drawn.
     run.selecting = token;
@@ -542,6 +578,7 @@ export class InfiniScope extends HTMLElement {
   /** Shows segment `j` of the text: scrolls to it when it is in the text panel, else quotes it. */
   async showSegment(j) {
     const run = this.#run;
+    this.#showSegments();
     if (!run || this.#panels.text.showSegment(j)) return;
     const ids = run.segmentIds[j];
     const text = ids ? await this.#loaded.model.decode(ids) : null;

@@ -4,7 +4,7 @@
 import { el, lineChart } from "./draw.js";
 
 /** Rows kept in the loss table (the chart keeps every segment). */
-const SHOWN_SEGMENTS = 2000;
+export const SHOWN_SEGMENTS = 2000;
 
 export class LossPanel {
   static title = "Loss per segment (nats)";
