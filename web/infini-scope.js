@@ -417,7 +417,8 @@ export class InfiniScope extends HTMLElement {
         onSegment: (segment) => this.#record(run, segment, config),
         onStep: () => this.#scheduleDraw(),
       });
-      this.#showSegments();
+      // The last frame now, not up to FRAME_EVERY_MS later: what `done` reports is on screen.
+      this.#draw();
       if (!run.cancelled) {
         this.#announce(`Read ${run.tokensDone} tokens in ${run.losses.length} segments.`);
         this.#emit("done", { segments: run.losses.length, tokens: run.tokensDone, loss: mean(run.losses.filter(Number.isFinite)) });
