@@ -417,8 +417,10 @@ export class InfiniScope extends HTMLElement {
         onSegment: (segment) => this.#record(run, segment, config),
         onStep: () => this.#scheduleDraw(),
       });
-      // The last frame now, not up to FRAME_EVERY_MS later: what `done` reports is on screen.
-      this.#draw();
+      // The last frame now, not up to FRAME_EVERY_MS later: what `done` reports is on
+      // screen (off screen it waits, like every frame, until the element is seen).
+      if (this.#visible) this.#draw();
+      else this.#showSegments();
       if (!run.cancelled) {
         this.#announce(`Read ${run.tokensDone} tokens in ${run.losses.length} segments.`);
         this.#emit("done", { segments: run.losses.length, tokens: run.tokensDone, loss: mean(run.losses.filter(Number.isFinite)) });
