@@ -47,9 +47,9 @@ const DRAWN = ["segments", "status", "memory", "norms", "loss"];
  */
 const FRAME_MS = 6;
 /**
- * Least milliseconds from one frame's drawing to the next while a reading streams. On
- * the CPU path the workers share the cores with this thread, and every frame's
- * layout and paint (the text panel's most) is time they do not read in.
+ * Least milliseconds from one frame's drawing to the next (a reading asks for one at
+ * every step). On the CPU path the workers share the cores with this thread, and every
+ * frame's layout and paint (the text panel's most) is time they do not read in.
  */
 const FRAME_EVERY_MS = 100;
 /** Below this width (CSS px) the panels stack in one column. */
