@@ -76,6 +76,10 @@ struct Args {
     /// figures of the key's length) spliced into the filler.
     #[arg(long, default_value_t = 0.0)]
     number_filler: f64,
+    /// Share of the haystacks with numbers that also get a burst of 4–12 within a few
+    /// segments (a genealogy's dates), half of them right after the needle.
+    #[arg(long, default_value_t = 0.0)]
+    number_bursts: f64,
     /// Share of passkey steps at an earlier curriculum stage (one of those unlocked
     /// before, drawn uniformly) rather than the newest, so shorter haystacks are kept.
     #[arg(long, default_value_t = 0.3)]
@@ -306,6 +310,7 @@ fn train(args: &Args) -> Result<(), String> {
                         data::Filler {
                             prose: args.prose_filler,
                             numbers: args.number_filler,
+                            bursts: args.number_bursts,
                         },
                         answer_weight,
                     )

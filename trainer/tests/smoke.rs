@@ -366,6 +366,7 @@ fn passkey_haystacks_place_the_needle_before_the_question_or_right_at_it() {
         let filler = Filler {
             prose: 0.5,
             numbers: 0.5,
+            bursts: 0.5,
         };
         let weight = AnswerWeight::PerToken(ANSWER_WEIGHT);
         let example = passkey_example(&corpus, &tokenizer, &mut rng, length, n, filler, weight);
@@ -399,6 +400,7 @@ fn the_answer_share_holds_at_every_length() {
     let filler = Filler {
         prose: 0.5,
         numbers: 0.0,
+        bursts: 0.0,
     };
     for length in [256, 1024, 4096] {
         let n = config.segment_len;
@@ -466,6 +468,7 @@ fn number_filler_adds_digits_and_keeps_the_key() {
     let filler = Filler {
         prose: 1.0,
         numbers: 1.0,
+        bursts: 0.0,
     };
     for _ in 0..20 {
         let example = passkey_example(
@@ -493,4 +496,66 @@ fn number_filler_adds_digits_and_keeps_the_key() {
             "the needle holds {key}: {needle:?}"
         );
     }
+}
+
+/// `--number-bursts`: a burst puts 4–12 numbers within a few segments, and half the
+/// bursts land right after the needle, as *Persuasion*'s dated opening follows a needle
+/// at depth 0; the haystack still asks for its own key.
+#[test]
+fn number_bursts_crowd_the_needle() {
+    use rand::SeedableRng;
+    use trainer::data::{add_burst, passkey_example, AnswerWeight, Filler, ANSWER_WEIGHT};
+    let (config, tokenizer) = smoke(UpdateRule::Delta);
+    let corpus = sample_corpus(&tokenizer);
+    let groups = |tokens: &[u32]| {
+        let text = tokenizer.decode(tokens).unwrap();
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter(|g| !g.is_empty())
+            .count()
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let mut span = corpus.train[0].tokens[..1024].to_vec();
+    let before = groups(&span[100..400]);
+    add_burst(&mut span, 100, &tokenizer, &mut rng);
+    assert_eq!(span.len(), 1024);
+    assert!(
+        groups(&span[100..400]) >= before + 4,
+        "{before} numbers before, {} after",
+        groups(&span[100..400])
+    );
+
+    // Numbers in the 250 tokens after the needle (its own two keys not counted), on
+    // average over the same 40 haystacks drawn with and without bursts.
+    let after_needle = |bursts: f64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        let filler = Filler {
+            prose: 1.0,
+            numbers: 1.0,
+            bursts,
+        };
+        let mut total = 0;
+        for _ in 0..40 {
+            let weight = AnswerWeight::PerToken(ANSWER_WEIGHT);
+            let n = config.segment_len;
+            let example = passkey_example(&corpus, &tokenizer, &mut rng, 2048, n, filler, weight);
+            let (needle, answer) = (example.needle_at.unwrap(), example.answer_at.unwrap());
+            let key = tokenizer
+                .decode(&example.tokens[answer..answer + 5])
+                .unwrap();
+            let text = tokenizer
+                .decode(&example.tokens[needle..(needle + 280).min(answer)])
+                .unwrap();
+            assert!(
+                text.contains(&format!("is {key}")),
+                "the needle holds {key}: {text:?}"
+            );
+            total += groups(&example.tokens[needle..(needle + 280).min(answer)]) - 2;
+        }
+        total as f64 / 40.0
+    };
+    let (with, without) = (after_needle(1.0), after_needle(0.0));
+    assert!(
+        with > without + 4.0,
+        "numbers after the needle: {with} with bursts, {without} without"
+    );
 }
