@@ -213,8 +213,9 @@ pub fn add_numbers(span: &mut Vec<u32>, tokenizer: &Tokenizer, rng: &mut impl Rn
 
 /// A burst of 4–12 numbers within 32–160 tokens from `at`, as a genealogy or a title
 /// page prints them. *Persuasion* opens with one (a dozen birth and marriage dates in
-/// ≈ 200 tokens): a needle right before it lost its last digit in half the haystacks,
-/// where the same needle before the novel's third page kept it in 19 of 20.
+/// ≈ 200 tokens): a needle right before it lost its last digits in half the haystacks,
+/// where the same needle with the novel's first 3,000 characters skipped kept them in 19
+/// of 20.
 pub fn add_burst(span: &mut Vec<u32>, at: usize, tokenizer: &Tokenizer, rng: &mut impl Rng) {
     let count = rng.random_range(4..=12);
     let width = rng.random_range(32..=160);
