@@ -66,23 +66,23 @@ struct Args {
     #[arg(long, default_value_t = 1e-2)]
     gate_lr: f64,
     /// Share of passkey haystacks among training sequences.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
     passkey_share: f64,
     /// Share of haystacks whose filler is a span of a training novel rather than the
     /// paper's repetitive text: prose writes far more distinct keys into memory.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
     prose_filler: f64,
     /// Share of prose-filled haystacks given numbers as distractors (years, dates, counts,
     /// figures of the key's length) spliced into the filler.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     number_filler: f64,
     /// Share of the haystacks with numbers that also get a burst of 4–12 within a few
     /// segments (a genealogy's dates), half of them right after the needle.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     number_bursts: f64,
     /// Share of passkey steps at an earlier curriculum stage (one of those unlocked
     /// before, drawn uniformly) rather than the newest, so shorter haystacks are kept.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = share)]
     review_share: f64,
     /// Share of each passkey haystack's loss weight on its answer digits, at any length
     /// (e.g. 0.2); without it each digit weighs 5 against 1 for a filler token, a share
@@ -101,7 +101,7 @@ struct Args {
     /// Share of steps whose sequences start from the memory the last text step left
     /// (its M and z, detached) instead of an empty one: the model meets memories that
     /// hold far more than one training sequence wrote, as in a long text (docs/DESIGN.md §7).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     carry: f64,
     /// Carried memories are dropped once they hold this many tokens.
     #[arg(long, default_value_t = 16_384)]
@@ -127,6 +127,16 @@ struct Args {
     /// order) instead of layer by layer: same result, slower; for speed comparisons.
     #[arg(long)]
     by_segment: bool,
+}
+
+/// A share of steps or haystacks: a probability, refused outside 0–1 before training
+/// starts (a draw with it would panic mid-run).
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Ok(p) => Err(format!("{p} is a share, between 0 and 1")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]

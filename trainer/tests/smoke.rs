@@ -559,3 +559,20 @@ fn number_bursts_crowd_the_needle() {
         "numbers after the needle: {with} with bursts, {without} without"
     );
 }
+
+/// A share outside 0–1 (`--number-bursts 1.5`) is refused with a message before
+/// anything is read or trained, not a panic at the first haystack drawn.
+#[test]
+fn shares_outside_zero_to_one_are_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--number-bursts", "1.5", "--minutes", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("1.5 is a share, between 0 and 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
