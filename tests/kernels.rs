@@ -386,7 +386,7 @@ fn swiglu_and_residual_add_match() {
         },
         &[(&ob, len)],
     );
-    let mut want = cpu::swiglu(&g, &u);
+    let mut want = cpu::swiglu(g.clone(), &u);
     cpu::add(&mut want, &y);
     assert_close("swiglu + add", &floats(&out[0]), &want, 1e-5);
 }

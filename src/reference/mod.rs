@@ -370,7 +370,7 @@ impl Reference {
         let (dm, f) = (c.d_model, c.mlp_hidden);
         let xn = rmsnorm(x, &layer.mlp_norm, c.norm_eps);
         let hidden = swiglu(
-            &matmul(&xn, &layer.w_gate, rows, dm, f),
+            matmul(&xn, &layer.w_gate, rows, dm, f),
             &matmul(&xn, &layer.w_up, rows, dm, f),
         );
         matmul(&hidden, &layer.w_down, rows, f, dm)
