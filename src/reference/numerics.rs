@@ -109,7 +109,7 @@ unsafe fn on_gemm(
     accumulate: bool,
 ) {
     #[cfg(not(target_arch = "wasm32"))]
-    let parallelism = if m * k * n >= THREADED_MACS {
+    let parallelism = if m * k * n >= THREADED_MACS && super::threads::threaded() {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None

@@ -18,9 +18,17 @@ pub(super) fn parallel_map<T: Send>(
     f: impl Fn(usize) -> T + Sync + Send,
 ) -> Vec<T> {
     #[cfg(not(target_arch = "wasm32"))]
-    if rows >= THREADED_ROWS {
+    if rows >= THREADED_ROWS && threaded() {
         use rayon::prelude::*;
         return (0..n).into_par_iter().map(f).collect();
     }
     (0..n).map(f).collect()
+}
+
+/// Whether rayon's pool has more than one thread (one where the process may use one
+/// core, `taskset -c 0`): a pool of one only hands each call to another thread and
+/// back, a wake-up and a switch per call for no parallelism.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn threaded() -> bool {
+    rayon::current_num_threads() > 1
 }
