@@ -48,10 +48,13 @@ const DRAWN = ["segments", "status", "memory", "norms", "loss"];
 const FRAME_MS = 6;
 /**
  * Least milliseconds from one frame's drawing to the next (a reading asks for one at
- * every step). On the CPU path the workers share the cores with this thread, and every
- * frame's layout and paint (the text panel's most) is time they do not read in.
+ * every step): FRAME_EVERY_MS, or CPU_FRAME_EVERY_MS while the CPU path's workers
+ * have no core to spare, so that every frame's layout and paint (the text panel's
+ * most) is time they do not read in (250 ms read 1.06× faster than 100 ms, 16,384
+ * tokens on two cores, BENCHMARKS.md §5).
  */
 const FRAME_EVERY_MS = 100;
+const CPU_FRAME_EVERY_MS = 250;
 /** Below this width (CSS px) the panels stack in one column. */
 const NARROW = 720;
 
@@ -93,6 +96,8 @@ export class InfiniScope extends HTMLElement {
   #cursor = 0;
   /** When the last frame's drawing began (performance.now()). */
   #lastFrame = -Infinity;
+  /** Whether a reading is under way (from Run to its end, cancel or failure). */
+  #reading = false;
   /** Segments recorded and not yet shown in the panels ("segments" in DRAWN). */
   #unshown = [];
   #observers = [];
@@ -221,6 +226,14 @@ export class InfiniScope extends HTMLElement {
   /** Workers that read on the CPU path: 2 (the default; one where the machine has a single core) or 1. */
   get #cpuWorkers() {
     return this.getAttribute("cpu-workers") === "1" ? 1 : 2;
+  }
+
+  /** Least milliseconds between frames now (see FRAME_EVERY_MS). */
+  get #frameEvery() {
+    const onCpu = this.#reading && this.#loaded && !this.#loaded.model.onGpu;
+    const cores = navigator.hardwareConcurrency ?? 1;
+    // The worker splits a reading in two only where there are two cores (engine-worker.js).
+    return onCpu && cores <= (cores < 2 ? 1 : this.#cpuWorkers) ? CPU_FRAME_EVERY_MS : FRAME_EVERY_MS;
   }
 
   get #segmentLimit() {
@@ -408,6 +421,7 @@ export class InfiniScope extends HTMLElement {
     this.#panels.text.clear();
     this.#panels.loss.clear();
     this.#controls(true);
+    this.#reading = true;
     this.#announce("Reading the text.");
     const { config } = this.#loaded.info;
     try {
@@ -429,6 +443,7 @@ export class InfiniScope extends HTMLElement {
       this.#fail(`Reading stopped: ${message(e)}`);
     } finally {
       if (this.#run === run) {
+        this.#reading = false;
         this.#showSegments();
         this.#controls(false);
       }
@@ -476,7 +491,7 @@ export class InfiniScope extends HTMLElement {
     if (this.#drawPending || !this.#visible) return;
     this.#drawPending = true;
     const frame = () => requestAnimationFrame(() => this.#drawSome());
-    const wait = this.#lastFrame + FRAME_EVERY_MS - performance.now();
+    const wait = this.#lastFrame + this.#frameEvery - performance.now();
     if (wait > 0) setTimeout(frame, wait);
     else frame();
   }

@@ -29,6 +29,9 @@ async function checkEmbed(webgpu) {
     const texts = await page.evaluate(() => ["first", "second"].map((id) => document.getElementById(id).text));
     const sharesModel = await page.evaluate(() => document.getElementById("first").model === document.getElementById("second").model);
     assert.ok(sharesModel, "both elements hold the same loaded model (one device)");
+    // The element spaces its frames by where the model reads (infini-scope.js, #frameEvery).
+    const onGpu = await page.evaluate(() => document.getElementById("first").model.model.onGpu);
+    assert.equal(onGpu, webgpu, "the model says whether it reads on the GPU");
     // On the CPU path the engine's worker runs each reading's first part and a second
     // worker the rest (scope/engine-worker.js): two for both elements.
     const workers = page.workers().map((w) => new URL(w.url()).pathname);

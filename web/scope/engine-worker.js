@@ -291,7 +291,7 @@ function loaded(base) {
 
 /** What a loaded model tells the page once: its device, info, gates and head kinds. */
 function describe(model) {
-  return { device: model.device, note: model.note ?? null, info: model.info, gates: model.gates(), kinds: model.head_kinds(), gpu: Boolean(self.navigator.gpu) };
+  return { device: model.device, note: model.note ?? null, info: model.info, gates: model.gates(), kinds: model.head_kinds(), gpu: Boolean(self.navigator.gpu), onGpu: model.on_gpu };
 }
 
 function reader(run) {

@@ -39,9 +39,11 @@ export class RemoteModel {
   #gates;
   #kinds;
 
-  constructor(base, { device, note, info, gates, kinds }) {
+  constructor(base, { device, note, info, gates, kinds, onGpu }) {
     this.base = base;
     this.device = device;
+    /** Whether it reads on the GPU (else on the CPU reference, in the workers). */
+    this.onGpu = onGpu;
     this.note = note;
     /** The model's config, parameter count and sizes, as JSON text. */
     this.info = info;
