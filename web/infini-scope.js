@@ -50,7 +50,7 @@ const FRAME_MS = 6;
  * Least milliseconds from one frame's drawing to the next (a reading asks for one at
  * every step): FRAME_EVERY_MS, or CPU_FRAME_EVERY_MS while the CPU path's workers
  * have no core to spare, so that every frame's layout and paint (the text panel's
- * most) is time they do not read in (250 ms read 1.06× faster than 100 ms, 16,384
+ * most) is time they do not read in (250 ms read 1.09× faster than 100 ms, 16,384
  * tokens on two cores, BENCHMARKS.md §5).
  */
 const FRAME_EVERY_MS = 100;
