@@ -231,9 +231,9 @@ export class InfiniScope extends HTMLElement {
   /** Least milliseconds between frames now (see FRAME_EVERY_MS). */
   get #frameEvery() {
     const onCpu = this.#reading && this.#loaded && !this.#loaded.model.onGpu;
-    const cores = navigator.hardwareConcurrency ?? 1;
-    // The worker splits a reading in two only where there are two cores (engine-worker.js).
-    return onCpu && cores <= (cores < 2 ? 1 : this.#cpuWorkers) ? CPU_FRAME_EVERY_MS : FRAME_EVERY_MS;
+    // How many workers read is the worker's choice (cores, memory, cpu-workers); it says.
+    const workers = onCpu ? this.#run.workers : 0;
+    return workers > 0 && (navigator.hardwareConcurrency ?? 1) <= workers ? CPU_FRAME_EVERY_MS : FRAME_EVERY_MS;
   }
 
   get #segmentLimit() {

@@ -29,7 +29,7 @@ async function read(page, workers) {
       const last = run.tokensDone - 1;
       const recall = await el.selectToken(last);
       const continuation = await el.generate(8, { temperature: 0 });
-      return { segments, recall: recall && Array.from(recall.shares), continuation, last };
+      return { segments, recall: recall && Array.from(recall.shares), continuation, last, workers: run.workers };
     },
     [TEXT, `${workers}`],
   );
@@ -44,6 +44,8 @@ test("two workers on the CPU path read, recall and write as one worker and the C
   assert.ok(one.segments.length > 30, `${one.segments.length} segments`);
   assert.ok(one.segments.every((s) => !/two workers/.test(s.device)), one.segments[0].device);
   assert.ok(two.segments.every((s) => /two workers/.test(s.device)), `split: ${two.segments[0].device}`);
+  // The element spaces its frames by this count (infini-scope.js, #frameEvery).
+  assert.deepEqual([one.workers, two.workers], [1, 2], "the reading says how many workers read it");
   // Steps are sized by time, so the two readings cut the text into other chunks, and
   // the products' tiles sum some rows in another order: equal to float rounding.
   const close = (a, b, what) => {

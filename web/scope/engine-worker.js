@@ -210,7 +210,7 @@ class Reader {
     const digests = segments.map((result, i) => this.#digest(result, baselines[i] ?? null));
     this.ahead++;
     const transfer = digests.flatMap((d) => [d.loss.buffer, d.share.buffer, d.m.buffer, d.z.buffer, d.ids.buffer, d.shareSums.buffer, d.headShares.buffer]);
-    const progress = { tokensFed: this.tokensFed, charsDone: this.charsDone, recallSegments: this.session.recall_segments };
+    const progress = { tokensFed: this.tokensFed, charsDone: this.charsDone, recallSegments: this.session.recall_segments, workers: this.split ? 2 : 1 };
     postMessage({ run, segments: digests, progress }, transfer);
   }
 

@@ -51,6 +51,8 @@ export class Run {
     this.totalChars = tokens ? 0 : text.length;
     this.totalTokens = tokens ? tokens.ids.length : 0;
     this.tokensFed = 0;
+    /** Workers reading it: 2 where the CPU path split it, else 1 (the worker says with each step). */
+    this.workers = 0;
     /** Segments whose recall maps the worker keeps (it says with each step). */
     this.recallSegments = 0;
     /** Sum over tokens of each head's memory share. */
